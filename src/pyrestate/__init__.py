@@ -1,0 +1,3 @@
+"""pyrestate: a Restate-compatible durable execution server."""
+
+__version__ = "0.1.0"

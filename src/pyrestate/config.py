@@ -1,0 +1,99 @@
+"""Server settings from flags, environment and a TOML file (in that order of precedence).
+
+The official server's names work too, so scripts written for it keep working:
+``RESTATE_INGRESS__BIND_ADDRESS``, ``RESTATE_ADMIN__BIND_ADDRESS``, ``RESTATE_BASE_DIR``,
+``--base-dir``, and the TOML keys ``ingress.bind-address``, ``admin.bind-address``,
+``base-dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    ingress_bind: str = "127.0.0.1:8080"
+    admin_bind: str = "127.0.0.1:9070"
+    data_dir: Path = Path("pyrestate-data")
+    # FULL: fsync every commit (group commit amortises it); NORMAL: fsync at checkpoints.
+    sqlite_synchronous: str = "FULL"
+
+
+# Each setting: (pyrestate env, official env, TOML paths in order of preference).
+_SOURCES: dict[str, tuple[str, str | None, tuple[tuple[str, ...], ...]]] = {
+    "ingress_bind": (
+        "PYRESTATE_INGRESS_BIND",
+        "RESTATE_INGRESS__BIND_ADDRESS",
+        (("ingress", "bind"), ("ingress", "bind-address")),
+    ),
+    "admin_bind": (
+        "PYRESTATE_ADMIN_BIND",
+        "RESTATE_ADMIN__BIND_ADDRESS",
+        (("admin", "bind"), ("admin", "bind-address")),
+    ),
+    "data_dir": ("PYRESTATE_DATA_DIR", "RESTATE_BASE_DIR", (("data-dir",), ("base-dir",))),
+    "sqlite_synchronous": ("PYRESTATE_SQLITE_SYNCHRONOUS", None, (("sqlite", "synchronous"),)),
+}
+
+
+def _toml_value(doc: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = doc
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    env = os.environ if env is None else env
+    doc: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            doc = tomllib.loads(config_file.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read config file {config_file}: {e}") from e
+    settings = Settings()
+    for name, (own_env, official_env, toml_paths) in _SOURCES.items():
+        value = flags.get(name)
+        if value is None:
+            value = env.get(own_env) or (env.get(official_env) if official_env else None)
+        if value is None:
+            for path in toml_paths:
+                value = _toml_value(doc, path)
+                if value is not None:
+                    break
+        if value is None:
+            continue
+        if name == "data_dir":
+            value = Path(value)
+        elif name == "sqlite_synchronous":
+            value = str(value).upper()
+            if value not in ("FULL", "NORMAL", "EXTRA"):
+                raise ConfigError(f"sqlite synchronous must be FULL, NORMAL or EXTRA: {value}")
+        else:
+            value = str(value)
+            split_bind(value)  # validate early, with the setting's name in the error
+        settings = replace(settings, **{name: value})
+    return settings
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"bind address must be HOST:PORT, got {bind!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)

@@ -1,0 +1,43 @@
+"""The durable changes one batch of commands produced, handed to storage as one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyrestate.core.ids import InvocationId
+from pyrestate.core.model import InvocationStatus, JournalEntry, TimerKey
+
+IdempotencyKey = tuple[str, str, str, str]  # service, object key ("" if none), handler, key
+
+
+@dataclass(slots=True)
+class StateOp:
+    service: str
+    key: str
+    name: bytes | None  # None with value None: clear all of the object's state
+    value: bytes | None  # None: clear
+
+
+@dataclass(slots=True)
+class Changes:
+    # Latest record per invocation; written once per batch however often it changed.
+    statuses: dict[InvocationId, InvocationStatus] = field(default_factory=dict)
+    purged: list[InvocationId] = field(default_factory=list)
+    journal: list[tuple[InvocationId, int, JournalEntry]] = field(default_factory=list)
+    state: list[StateOp] = field(default_factory=list)
+    timers_added: list[TimerKey] = field(default_factory=list)
+    timers_removed: list[TimerKey] = field(default_factory=list)
+    idempotency_put: list[tuple[IdempotencyKey, InvocationId]] = field(default_factory=list)
+    idempotency_removed: list[IdempotencyKey] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.statuses
+            or self.purged
+            or self.journal
+            or self.state
+            or self.timers_added
+            or self.timers_removed
+            or self.idempotency_put
+            or self.idempotency_removed
+        )

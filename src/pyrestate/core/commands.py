@@ -1,0 +1,143 @@
+"""Inputs of the partition state machine. Every durable change starts as one of these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from pyrestate.core.ids import InvocationId
+from pyrestate.core.model import CallerRef, Failure, JournalEntry, Output, Target, TimerKey
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    initial_interval_ms: int = 500
+    factor: float = 2.0
+    max_interval_ms: int = 60_000
+    max_attempts: int | None = 70  # None: retry forever
+    pause_on_max_attempts: bool = True  # official default; else the invocation fails
+
+    def delay_ms(self, retry_count: int) -> int:
+        """Delay before the attempt following the ``retry_count``-th failure (1-based)."""
+        delay = self.initial_interval_ms * self.factor ** (retry_count - 1)
+        return int(min(delay, self.max_interval_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long a completed invocation's record and journal are kept (ms)."""
+
+    completion_ms: int = 86_400_000
+    journal_ms: int = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Invoke:
+    """A new invocation, from the ingress or from another invocation (call or send)."""
+
+    invocation_id: InvocationId
+    target: Target
+    input: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    idempotency_key: str | None = None
+    execution_time: int | None = None  # epoch ms; None or past: run now
+    caller: CallerRef | None = None  # completion to deliver the result to
+    reply: int | None = None  # ingress token that waits for the outcome
+    retention: Retention = Retention()
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """Ingress waits for an existing invocation's result (or just its output if not ``wait``)."""
+
+    invocation_id: InvocationId
+    reply: int
+    wait: bool = True
+
+
+# --- From the invoker: what one attempt of an invocation reported.
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    invocation_id: InvocationId
+    attempt: int
+    deployment_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendCommand(AttemptReport):
+    entry: JournalEntry
+    message: Message  # ``entry.body`` parsed, so the core does not parse twice
+    requires_ack: bool = False
+    # For calls and sends: the callee, resolved and given an id by the invoker.
+    callee: Invoke | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProposeRunCompletion(AttemptReport):
+    completion_id: int
+    entry: JournalEntry  # the RunCompletion notification to store
+
+
+@dataclass(frozen=True, slots=True)
+class Suspend(AttemptReport):
+    completions: frozenset[int]
+    signals: frozenset[int | str]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailed(AttemptReport):
+    failure: Failure
+    retry_policy: RetryPolicy
+    related: str | None = None
+    next_retry_delay_ms: int | None = None
+    # The SDK asked to fail without retrying (ErrorBehavior.FAIL) or the error is terminal.
+    terminal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnded(AttemptReport):
+    """The SDK sent EndMessage: the journal is closed."""
+
+
+# --- From elsewhere.
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    key: TimerKey
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverNotification:
+    """A completion or signal for an invocation: a call's result, an awakeable resolution."""
+
+    invocation_id: InvocationId
+    entry: JournalEntry
+    completion_id: int | None = None
+    signal: int | str | None = None
+    reply: int | None = None  # ingress token answered once the delivery is committed
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """A callee finished: deliver its output to the caller's journal."""
+
+    caller: CallerRef
+    output: Output
+
+
+Command = (
+    Invoke
+    | Attach
+    | AppendCommand
+    | ProposeRunCompletion
+    | Suspend
+    | AttemptFailed
+    | AttemptEnded
+    | TimerFired
+    | DeliverNotification
+    | CallResult
+)

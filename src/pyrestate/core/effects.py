@@ -1,0 +1,79 @@
+"""Outputs of the partition state machine, released only after their batch is committed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyrestate.core.ids import InvocationId
+from pyrestate.core.model import JournalEntry, Output, Target, TimerKey
+
+
+@dataclass(frozen=True, slots=True)
+class StartAttempt:
+    invocation_id: InvocationId
+    attempt: int
+    target: Target
+    journal_length: int
+    deployment_id: str | None  # pinned deployment, None: pick the service's current one
+    retry_count: int
+    # The journal when the core still holds it (a fresh invocation); else read from storage.
+    journal: tuple[JournalEntry, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Forward a stored notification to a running attempt (bidi streams only)."""
+
+    invocation_id: InvocationId
+    attempt: int
+    index: int
+    entry: JournalEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    invocation_id: InvocationId
+    attempt: int
+    command_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class AbortAttempt:
+    invocation_id: InvocationId
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer an ingress request that submitted a command.
+
+    ``output`` set: the invocation is complete. Otherwise, if ``pending``, the ingress may
+    wait for a ``Completed`` of ``invocation_id``. ``invocation_id`` None: nothing found.
+    """
+
+    token: int
+    invocation_id: InvocationId | None
+    output: Output | None = None
+    pending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    invocation_id: InvocationId
+    output: Output
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTimer:
+    key: TimerKey
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A command for another partition (delivered through the outbox)."""
+
+    partition_key: int
+    command: object
+
+
+Effect = StartAttempt | Notify | Ack | AbortAttempt | Reply | Completed | ScheduleTimer | Forward

@@ -1,0 +1,606 @@
+"""The invocation state machine of one partition: commands in, changes and effects out.
+
+Pure and deterministic: no I/O, no clock, no randomness. Time and ids arrive inside the
+commands (``now`` in epoch ms). Reads of committed data that is not held in memory go
+through the ``Loader`` the shell passes in. The shell commits ``take_changes()`` in one
+transaction and only then releases ``take_effects()``.
+
+Memory holds every invocation that is not completed (a small record each), the lock and
+inbox of every busy object key, and completed invocations until their batch is committed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pyrestate.core import notifications as notif
+from pyrestate.core.changes import Changes, IdempotencyKey, StateOp
+from pyrestate.core.commands import (
+    AppendCommand,
+    Attach,
+    AttemptEnded,
+    AttemptFailed,
+    AttemptReport,
+    CallResult,
+    Command,
+    DeliverNotification,
+    Invoke,
+    ProposeRunCompletion,
+    Suspend,
+    TimerFired,
+)
+from pyrestate.core.effects import (
+    Ack,
+    Completed,
+    Effect,
+    Notify,
+    Reply,
+    ScheduleTimer,
+    StartAttempt,
+)
+from pyrestate.core.ids import AwakeableId, IdError, InvocationId
+from pyrestate.core.model import (
+    CallerRef,
+    Failure,
+    InvocationStatus,
+    JournalEntry,
+    Output,
+    Status,
+    Target,
+    TimerKey,
+    TimerKind,
+)
+from pyrestate.protocol import service_protocol_pb2 as pb
+from pyrestate.protocol.frames import MessageType
+
+
+class Loader(Protocol):
+    """Reads of committed storage the machine needs for data it does not keep in memory."""
+
+    def invocation(self, invocation_id: InvocationId) -> InvocationStatus | None: ...
+
+    def idempotency(self, key: IdempotencyKey) -> InvocationId | None: ...
+
+    def state(self, service: str, key: str) -> dict[bytes, bytes]: ...
+
+
+@dataclass(slots=True)
+class ObjectQueue:
+    """One object key: who holds its lock, who waits for it (in arrival order)."""
+
+    holder: InvocationId | None = None
+    inbox: deque[InvocationId] = field(default_factory=deque)
+
+
+_MISSING_OUTPUT = Output(failure=Failure(500, "invocation ended without an output"))
+
+
+class PartitionMachine:
+    def __init__(self, loader: Loader) -> None:
+        self._loader = loader
+        self.invocations: dict[InvocationId, InvocationStatus] = {}
+        self.objects: dict[tuple[str, str], ObjectQueue] = {}
+        self._idempotency: dict[IdempotencyKey, InvocationId] = {}
+        # Lazily loaded object state, kept identical to storage plus this batch's writes.
+        self._state: dict[tuple[str, str], dict[bytes, bytes]] = {}
+        self._next_inbox_seq = 0
+        self._changes = Changes()
+        self._effects: list[Effect] = []
+        self._now = 0
+
+    # --- Recovery
+
+    def recover(self, active: Iterable[InvocationStatus], now: int) -> None:
+        """Rebuild memory from the committed non-completed invocations, restart running ones."""
+        self._now = now
+        inboxed: list[InvocationStatus] = []
+        for st in active:
+            self.invocations[st.id] = st
+            if st.status is Status.INBOXED:
+                inboxed.append(st)
+            elif st.target.holds_lock and st.status is not Status.SCHEDULED:
+                self._object(st.target).holder = st.id
+            if st.inbox_seq is not None:
+                self._next_inbox_seq = max(self._next_inbox_seq, st.inbox_seq + 1)
+        for st in sorted(inboxed, key=lambda s: s.inbox_seq or 0):
+            self._object(st.target).inbox.append(st.id)
+        for st in list(self.invocations.values()):
+            if st.status is Status.INVOKED:
+                self._start_attempt(st)
+
+    # --- Driving
+
+    def apply(self, command: Command, now: int) -> None:
+        self._now = now
+        match command:
+            case Invoke():
+                self._on_invoke(command)
+            case AppendCommand():
+                self._on_append_command(command)
+            case ProposeRunCompletion():
+                self._on_propose_run(command)
+            case Suspend():
+                self._on_suspend(command)
+            case AttemptFailed():
+                self._on_attempt_failed(command)
+            case AttemptEnded():
+                self._on_attempt_ended(command)
+            case TimerFired():
+                self._on_timer(command.key)
+            case DeliverNotification():
+                self._on_deliver(command)
+            case CallResult():
+                self._deliver_call_result(command.caller, command.output)
+            case Attach():
+                self._on_attach(command)
+            case _:
+                raise TypeError(f"unknown command {command!r}")
+
+    def take_changes(self) -> Changes:
+        changes, self._changes = self._changes, Changes()
+        return changes
+
+    def take_effects(self) -> list[Effect]:
+        effects, self._effects = self._effects, []
+        return effects
+
+    def committed(self) -> None:
+        """The last taken changes are durable: drop what memory no longer needs to hold."""
+        done = [i for i, st in self.invocations.items() if st.status is Status.COMPLETED]
+        for inv_id in done:
+            del self.invocations[inv_id]
+        idle = [ref for ref, q in self.objects.items() if q.holder is None and not q.inbox]
+        for ref in idle:
+            del self.objects[ref]
+            self._state.pop(ref, None)
+        self._idempotency.clear()
+
+    # --- Lookups
+
+    def _get(self, inv_id: InvocationId) -> InvocationStatus | None:
+        st = self.invocations.get(inv_id)
+        return st if st is not None else self._loader.invocation(inv_id)
+
+    def _current(self, report: AttemptReport) -> InvocationStatus | None:
+        """The invocation a report is about, if the report comes from its running attempt."""
+        st = self.invocations.get(report.invocation_id)
+        if st is None or st.status is not Status.INVOKED or st.attempt != report.attempt:
+            return None  # a stale attempt: its words no longer count
+        if st.deployment_id is None:
+            st.deployment_id = report.deployment_id
+        return st
+
+    def _object(self, target: Target) -> ObjectQueue:
+        ref = target.object_ref
+        assert ref is not None
+        q = self.objects.get(ref)
+        if q is None:
+            q = self.objects[ref] = ObjectQueue()
+        return q
+
+    def _dirty(self, st: InvocationStatus) -> None:
+        st.modified_at = self._now
+        self._changes.statuses[st.id] = st
+
+    # --- New invocations
+
+    def _on_invoke(self, cmd: Invoke) -> None:
+        if cmd.idempotency_key is not None:
+            idem = _idempotency_key(cmd.target, cmd.idempotency_key)
+            existing_id = self._idempotency.get(idem) or self._loader.idempotency(idem)
+            existing = self._get(existing_id) if existing_id is not None else None
+            if existing is not None:
+                self._join_existing(existing, cmd)
+                return
+            self._idempotency[idem] = cmd.invocation_id
+            self._changes.idempotency_put.append((idem, cmd.invocation_id))
+        self._create(cmd)
+
+    def _join_existing(self, st: InvocationStatus, cmd: Invoke) -> None:
+        """A request with a known idempotency key gets the first request's invocation."""
+        if st.is_completed:
+            assert st.output is not None
+            if cmd.reply is not None:
+                self._effects.append(Reply(cmd.reply, st.id, st.output))
+            if cmd.caller is not None:
+                self._deliver_call_result(cmd.caller, st.output)
+            return
+        if cmd.reply is not None:
+            self._effects.append(Reply(cmd.reply, st.id, pending=True))
+        if cmd.caller is not None:
+            st.callers = (*st.callers, cmd.caller)
+            self._dirty(st)
+
+    def _create(self, cmd: Invoke) -> None:
+        st = InvocationStatus(
+            id=cmd.invocation_id,
+            target=cmd.target,
+            status=Status.SCHEDULED,
+            created_at=self._now,
+            modified_at=self._now,
+            headers=cmd.headers,
+            idempotency_key=cmd.idempotency_key,
+            callers=(cmd.caller,) if cmd.caller is not None else (),
+            execution_time=cmd.execution_time,
+            completion_retention=cmd.retention.completion_ms,
+            journal_retention=cmd.retention.journal_ms,
+        )
+        self.invocations[st.id] = st
+        fresh = notif.input_entry(cmd.input, cmd.headers)
+        self._append(st, fresh)
+        st.command_count = 1
+        if cmd.reply is not None:
+            self._effects.append(Reply(cmd.reply, st.id, pending=True))
+        if cmd.execution_time is not None and cmd.execution_time > self._now:
+            self._add_timer(TimerKey(cmd.execution_time, st.id.to_bytes(), TimerKind.SCHEDULED))
+        else:
+            self._enqueue(st, fresh)
+
+    def _enqueue(self, st: InvocationStatus, fresh: JournalEntry | None = None) -> None:
+        """Run now, or wait in the object key's inbox while another exclusive holds it."""
+        if st.target.holds_lock:
+            q = self._object(st.target)
+            if q.holder is not None:
+                st.status = Status.INBOXED
+                st.inbox_seq = self._next_inbox_seq
+                self._next_inbox_seq += 1
+                q.inbox.append(st.id)
+                self._dirty(st)
+                return
+            q.holder = st.id
+        self._start_attempt(st, fresh)
+
+    def _start_attempt(self, st: InvocationStatus, fresh: JournalEntry | None = None) -> None:
+        """``fresh``: the input entry of a new invocation, handed over without a storage read."""
+        st.status = Status.INVOKED
+        st.attempt += 1
+        st.inbox_seq = None
+        st.next_retry_at = None
+        st.waiting_completions = frozenset()
+        st.waiting_signals = frozenset()
+        if st.running_at is None:
+            st.running_at = self._now
+        self._dirty(st)
+        self._effects.append(
+            StartAttempt(
+                st.id,
+                st.attempt,
+                st.target,
+                st.journal_length,
+                st.deployment_id,
+                st.retry_count,
+                (fresh,) if fresh is not None else None,
+            )
+        )
+
+    # --- Journal
+
+    def _append(self, st: InvocationStatus, entry: JournalEntry) -> int:
+        index = st.journal_length
+        st.journal_length += 1
+        self._changes.journal.append((st.id, index, entry))
+        self._dirty(st)
+        return index
+
+    def _append_notification(
+        self,
+        st: InvocationStatus,
+        entry: JournalEntry,
+        completion_id: int | None = None,
+        signal: int | str | None = None,
+    ) -> None:
+        """Store a notification once, forward it to a running attempt or resume on it."""
+        if st.is_completed:
+            return
+        if completion_id is not None:
+            if completion_id in st.completions_seen:
+                return
+            st.completions_seen.add(completion_id)
+        if signal is not None:
+            if signal in st.signals_seen:
+                return  # e.g. an awakeable resolved twice: the first resolution wins
+            st.signals_seen.add(signal)
+        index = self._append(st, entry)
+        if st.status is Status.INVOKED:
+            self._effects.append(Notify(st.id, st.attempt, index, entry))
+        elif st.status is Status.SUSPENDED and (
+            completion_id in st.waiting_completions or signal in st.waiting_signals
+        ):
+            self._start_attempt(st)
+
+    def _on_append_command(self, cmd: AppendCommand) -> None:
+        st = self._current(cmd)
+        if st is None:
+            return
+        command_index = st.command_count
+        st.command_count += 1
+        self._append(st, cmd.entry)
+        if cmd.requires_ack:
+            self._effects.append(Ack(st.id, st.attempt, command_index))
+        handler = _COMMAND_HANDLERS.get(cmd.entry.type)
+        if handler is not None:
+            handler(self, st, cmd)
+
+    def _cmd_output(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        st.output = notif.output_of(cmd.message)  # type: ignore[arg-type]
+
+    def _cmd_set_state(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.SetStateCommandMessage = cmd.message  # type: ignore[assignment]
+        self._write_state(st.target, msg.key, msg.value.content)
+
+    def _cmd_clear_state(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.ClearStateCommandMessage = cmd.message  # type: ignore[assignment]
+        self._write_state(st.target, msg.key, None)
+
+    def _cmd_clear_all_state(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        self._write_state(st.target, None, None)
+
+    def _cmd_get_lazy_state(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.GetLazyStateCommandMessage = cmd.message  # type: ignore[assignment]
+        value = self._read_state(st.target).get(msg.key)
+        out = None if value is None else Output(value=value)
+        entry = notif.completion(
+            MessageType.GET_LAZY_STATE_COMPLETION, msg.result_completion_id, out
+        )
+        self._append_notification(st, entry, completion_id=msg.result_completion_id)
+
+    def _cmd_get_lazy_state_keys(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.GetLazyStateKeysCommandMessage = cmd.message  # type: ignore[assignment]
+        keys = sorted(self._read_state(st.target))
+        entry = notif.state_keys_completion(msg.result_completion_id, keys)
+        self._append_notification(st, entry, completion_id=msg.result_completion_id)
+
+    def _cmd_sleep(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.SleepCommandMessage = cmd.message  # type: ignore[assignment]
+        key = TimerKey(
+            msg.wake_up_time, st.id.to_bytes(), TimerKind.SLEEP, msg.result_completion_id
+        )
+        self._add_timer(key)
+
+    def _cmd_call(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.CallCommandMessage = cmd.message  # type: ignore[assignment]
+        assert cmd.callee is not None
+        callee = cmd.callee
+        entry = notif.invocation_id_completion(
+            msg.invocation_id_notification_idx, str(callee.invocation_id)
+        )
+        self._append_notification(st, entry, completion_id=msg.invocation_id_notification_idx)
+        self._on_invoke(callee)
+
+    def _cmd_one_way_call(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.OneWayCallCommandMessage = cmd.message  # type: ignore[assignment]
+        assert cmd.callee is not None
+        entry = notif.invocation_id_completion(
+            msg.invocation_id_notification_idx, str(cmd.callee.invocation_id)
+        )
+        self._append_notification(st, entry, completion_id=msg.invocation_id_notification_idx)
+        self._on_invoke(cmd.callee)
+
+    def _cmd_complete_awakeable(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.CompleteAwakeableCommandMessage = cmd.message  # type: ignore[assignment]
+        try:
+            awk = AwakeableId.parse(msg.awakeable_id)
+        except IdError:
+            return  # the invoker validates ids; a bad one cannot reach here
+        output = (
+            Output(failure=Failure(msg.failure.code, msg.failure.message))
+            if msg.HasField("failure")
+            else Output(value=msg.value.content)
+        )
+        self.resolve_signal(awk.invocation_id, awk.index, output)
+
+    def _cmd_send_signal(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.SendSignalCommandMessage = cmd.message  # type: ignore[assignment]
+        try:
+            target = InvocationId.parse(msg.target_invocation_id)
+        except IdError:
+            return
+        sig: int | str = msg.name if msg.HasField("name") else msg.idx
+        if msg.HasField("failure"):
+            output: Output | None = Output(failure=Failure(msg.failure.code, msg.failure.message))
+        elif msg.HasField("value"):
+            output = Output(value=msg.value.content)
+        else:
+            output = None
+        self.resolve_signal(target, sig, output)
+
+    def resolve_signal(self, target: InvocationId, sig: int | str, output: Output | None) -> None:
+        st = self.invocations.get(target)
+        if st is not None:
+            self._append_notification(st, notif.signal(sig, output), signal=sig)
+
+    # --- State
+
+    def _write_state(self, target: Target, name: bytes | None, value: bytes | None) -> None:
+        ref = target.object_ref
+        if ref is None:
+            return  # the invoker refuses state commands of unkeyed services
+        self._changes.state.append(StateOp(ref[0], ref[1], name, value))
+        cached = self._state.get(ref)
+        if cached is None:
+            return
+        if name is None:
+            cached.clear()
+        elif value is None:
+            cached.pop(name, None)
+        else:
+            cached[name] = value
+
+    def _read_state(self, target: Target) -> dict[bytes, bytes]:
+        ref = target.object_ref
+        if ref is None:
+            return {}
+        cached = self._state.get(ref)
+        if cached is None:
+            cached = dict(self._loader.state(*ref))
+            # Replay this batch's writes, which storage does not have yet.
+            for op in self._changes.state:
+                if (op.service, op.key) != ref:
+                    continue
+                if op.name is None:
+                    cached.clear()
+                elif op.value is None:
+                    cached.pop(op.name, None)
+                else:
+                    cached[op.name] = op.value
+            self._state[ref] = cached
+        return cached
+
+    # --- Run, suspension, failure, end
+
+    def _on_propose_run(self, cmd: ProposeRunCompletion) -> None:
+        st = self._current(cmd)
+        if st is not None:
+            self._append_notification(st, cmd.entry, completion_id=cmd.completion_id)
+
+    def _on_suspend(self, cmd: Suspend) -> None:
+        st = self._current(cmd)
+        if st is None:
+            return
+        if cmd.completions & st.completions_seen or cmd.signals & st.signals_seen:
+            # What it waits for arrived while it was deciding to suspend.
+            self._start_attempt(st)
+            return
+        st.status = Status.SUSPENDED
+        st.waiting_completions = cmd.completions
+        st.waiting_signals = cmd.signals
+        self._dirty(st)
+
+    def _on_attempt_failed(self, cmd: AttemptFailed) -> None:
+        st = self._current(cmd)
+        if st is None:
+            return
+        st.retry_count += 1
+        st.last_failure = cmd.failure
+        st.last_failure_related = cmd.related
+        policy = cmd.retry_policy
+        if cmd.terminal:
+            self._complete(st, Output(failure=cmd.failure))
+            return
+        if policy.max_attempts is not None and st.retry_count >= policy.max_attempts:
+            if policy.pause_on_max_attempts:
+                st.status = Status.PAUSED
+                self._dirty(st)
+            else:
+                self._complete(st, Output(failure=cmd.failure))
+            return
+        delay = cmd.next_retry_delay_ms
+        if delay is None:
+            delay = policy.delay_ms(st.retry_count)
+        st.status = Status.BACKING_OFF
+        st.next_retry_at = self._now + delay
+        self._dirty(st)
+        self._add_timer(TimerKey(st.next_retry_at, st.id.to_bytes(), TimerKind.RETRY, st.attempt))
+
+    def _on_attempt_ended(self, cmd: AttemptEnded) -> None:
+        st = self._current(cmd)
+        if st is not None:
+            self._complete(st, st.output or _MISSING_OUTPUT)
+
+    def _complete(self, st: InvocationStatus, output: Output) -> None:
+        st.status = Status.COMPLETED
+        st.output = output
+        st.completed_at = self._now
+        st.waiting_completions = frozenset()
+        st.waiting_signals = frozenset()
+        self._dirty(st)
+        if st.target.holds_lock:
+            self._release(st.target)
+        self._effects.append(Completed(st.id, output))
+        for caller in st.callers:
+            self._deliver_call_result(caller, output)
+        retention = max(st.completion_retention, st.journal_retention)
+        self._add_timer(TimerKey(self._now + retention, st.id.to_bytes(), TimerKind.CLEANUP))
+
+    def _release(self, target: Target) -> None:
+        q = self._object(target)
+        q.holder = None
+        while q.inbox:
+            nxt = self.invocations.get(q.inbox.popleft())
+            if nxt is not None and nxt.status is Status.INBOXED:
+                q.holder = nxt.id
+                self._start_attempt(nxt)
+                return
+
+    def _deliver_call_result(self, caller: CallerRef, output: Output) -> None:
+        st = self.invocations.get(caller.invocation_id)
+        if st is None:
+            return
+        entry = notif.completion(MessageType.CALL_COMPLETION, caller.completion_id, output)
+        self._append_notification(st, entry, completion_id=caller.completion_id)
+
+    def _on_deliver(self, cmd: DeliverNotification) -> None:
+        st = self.invocations.get(cmd.invocation_id)
+        if st is not None:
+            self._append_notification(st, cmd.entry, cmd.completion_id, cmd.signal)
+        if cmd.reply is not None:
+            self._effects.append(Reply(cmd.reply, st.id if st is not None else None))
+
+    # --- Timers
+
+    def _add_timer(self, key: TimerKey) -> None:
+        self._changes.timers_added.append(key)
+        self._effects.append(ScheduleTimer(key))
+
+    def _on_timer(self, key: TimerKey) -> None:
+        self._changes.timers_removed.append(key)
+        inv_id = InvocationId.from_bytes(key.invocation_id)
+        if key.kind is TimerKind.CLEANUP:
+            self._purge(inv_id)
+            return
+        st = self.invocations.get(inv_id)
+        if st is None:
+            return
+        if key.kind is TimerKind.SLEEP:
+            entry = notif.completion(MessageType.SLEEP_COMPLETION, key.completion_id, None)
+            self._append_notification(st, entry, completion_id=key.completion_id)
+        elif key.kind is TimerKind.RETRY:
+            if st.status is Status.BACKING_OFF and st.attempt == key.completion_id:
+                self._start_attempt(st)
+        elif key.kind is TimerKind.SCHEDULED and st.status is Status.SCHEDULED:
+            self._enqueue(st)
+
+    def _purge(self, inv_id: InvocationId) -> None:
+        st = self._get(inv_id)
+        if st is None or not st.is_completed:
+            return
+        self.invocations.pop(inv_id, None)
+        self._changes.statuses.pop(inv_id, None)
+        self._changes.purged.append(inv_id)
+        if st.idempotency_key is not None:
+            self._changes.idempotency_removed.append(
+                _idempotency_key(st.target, st.idempotency_key)
+            )
+
+    # --- Ingress queries
+
+    def _on_attach(self, cmd: Attach) -> None:
+        st = self._get(cmd.invocation_id)
+        if st is None:
+            self._effects.append(Reply(cmd.reply, None))
+        elif st.is_completed:
+            self._effects.append(Reply(cmd.reply, st.id, st.output))
+        else:
+            self._effects.append(Reply(cmd.reply, st.id, pending=cmd.wait))
+
+
+def _idempotency_key(target: Target, key: str) -> IdempotencyKey:
+    return (target.service, target.key or "", target.handler, key)
+
+
+_COMMAND_HANDLERS = {
+    MessageType.OUTPUT_COMMAND: PartitionMachine._cmd_output,
+    MessageType.SET_STATE_COMMAND: PartitionMachine._cmd_set_state,
+    MessageType.CLEAR_STATE_COMMAND: PartitionMachine._cmd_clear_state,
+    MessageType.CLEAR_ALL_STATE_COMMAND: PartitionMachine._cmd_clear_all_state,
+    MessageType.GET_LAZY_STATE_COMMAND: PartitionMachine._cmd_get_lazy_state,
+    MessageType.GET_LAZY_STATE_KEYS_COMMAND: PartitionMachine._cmd_get_lazy_state_keys,
+    MessageType.SLEEP_COMMAND: PartitionMachine._cmd_sleep,
+    MessageType.CALL_COMMAND: PartitionMachine._cmd_call,
+    MessageType.ONE_WAY_CALL_COMMAND: PartitionMachine._cmd_one_way_call,
+    MessageType.COMPLETE_AWAKEABLE_COMMAND: PartitionMachine._cmd_complete_awakeable,
+    MessageType.SEND_SIGNAL_COMMAND: PartitionMachine._cmd_send_signal,
+}

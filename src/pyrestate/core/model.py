@@ -1,0 +1,145 @@
+"""Durable records of a partition: invocation status, journal entries, timers, targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pyrestate.core.ids import InvocationId
+
+
+class ServiceType(StrEnum):
+    SERVICE = "service"
+    VIRTUAL_OBJECT = "virtual_object"
+    WORKFLOW = "workflow"
+
+
+class HandlerType(StrEnum):
+    EXCLUSIVE = "exclusive"
+    SHARED = "shared"
+    WORKFLOW = "workflow"
+
+
+class Status(StrEnum):
+    """Invocation status names as sys_invocation shows them."""
+
+    SCHEDULED = "scheduled"  # delayed, waiting for its execution time
+    INBOXED = "inboxed"  # waiting for its object key's lock
+    INVOKED = "invoked"  # an attempt is running (or about to)
+    SUSPENDED = "suspended"  # waiting for a notification, nothing running
+    BACKING_OFF = "backing-off"  # failed attempt, retry timer armed
+    PAUSED = "paused"  # retries exhausted, waits for an operator
+    COMPLETED = "completed"
+
+
+ACTIVE_STATUSES = frozenset({Status.INVOKED, Status.SUSPENDED, Status.BACKING_OFF, Status.PAUSED})
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    service: str
+    handler: str
+    key: str | None  # set for virtual objects and workflows
+    service_type: ServiceType
+    handler_type: HandlerType | None
+
+    @property
+    def holds_lock(self) -> bool:
+        """Exclusive handlers (and a workflow's run handler) own their key while running."""
+        return self.key is not None and self.handler_type in (
+            HandlerType.EXCLUSIVE,
+            HandlerType.WORKFLOW,
+        )
+
+    @property
+    def object_ref(self) -> tuple[str, str] | None:
+        return None if self.key is None else (self.service, self.key)
+
+    def __str__(self) -> str:
+        if self.key is None:
+            return f"{self.service}/{self.handler}"
+        return f"{self.service}/{self.key}/{self.handler}"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """The result of an invocation or of a call: a value, or a terminal failure."""
+
+    value: bytes | None = None
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallerRef:
+    """Who waits for an invocation's result inside another invocation's journal."""
+
+    invocation_id: InvocationId
+    completion_id: int
+
+
+@dataclass(slots=True)
+class InvocationStatus:
+    id: InvocationId
+    target: Target
+    status: Status
+    created_at: int  # epoch ms, as every time here
+    modified_at: int
+    headers: tuple[tuple[str, str], ...] = ()
+    idempotency_key: str | None = None
+    # Completions to deliver the result to (a call, plus idempotent duplicates of it).
+    callers: tuple[CallerRef, ...] = ()
+    execution_time: int | None = None  # for delayed invocations
+    inbox_seq: int | None = None  # order in the key's inbox while inboxed
+    running_at: int | None = None
+    completed_at: int | None = None
+    deployment_id: str | None = None  # pinned at the first attempt
+    journal_length: int = 0
+    command_count: int = 0
+    attempt: int = 0  # increases with every attempt, also across restarts
+    retry_count: int = 0  # failed attempts since the last progress
+    next_retry_at: int | None = None
+    last_failure: Failure | None = None
+    last_failure_related: str | None = None
+    # What a suspended invocation waits for: completion ids and signal ids/names.
+    waiting_completions: frozenset[int] = frozenset()
+    waiting_signals: frozenset[int | str] = frozenset()
+    # Notifications already in the journal, to resume at once on a stale suspension.
+    completions_seen: set[int] = field(default_factory=set)
+    signals_seen: set[int | str] = field(default_factory=set)
+    output: Output | None = None
+    # How long to keep the completed invocation (ms), from the service's schema.
+    completion_retention: int = 0
+    journal_retention: int = 0
+
+    @property
+    def is_completed(self) -> bool:
+        return self.status is Status.COMPLETED
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """A command or notification exactly as it travels on the wire (type + protobuf body)."""
+
+    type: int
+    body: bytes
+
+
+class TimerKind(StrEnum):
+    SLEEP = "sleep"  # completes a SleepCommand
+    RETRY = "retry"  # next attempt after backing off
+    SCHEDULED = "scheduled"  # delayed invocation becomes due
+    CLEANUP = "cleanup"  # completed invocation past its retention
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TimerKey:
+    wake_at: int
+    invocation_id: bytes  # raw id bytes keep timers orderable
+    kind: TimerKind
+    completion_id: int = 0
