@@ -1,0 +1,103 @@
+"""Services for the durability tests: retries, crashes and terminal errors.
+
+Some effects are counted in files, not in Restate state, because the tests must see
+what really executed (including executions whose results Restate never stored). The
+directory comes from PYRESTATE_E2E_COUNT_DIR; every count file has one line per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import restate
+from restate import Context, ObjectContext, ObjectSharedContext, TerminalError
+
+COUNT_DIR_ENV = "PYRESTATE_E2E_COUNT_DIR"
+
+
+def _record(name: str, line: str) -> int:
+    """Append `line` to the count file `name` and return how many lines it now has."""
+    directory = Path(os.environ.get(COUNT_DIR_ENV) or "/tmp/pyrestate-e2e-counts")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    # One small O_APPEND write per event keeps lines whole even with concurrent writers.
+    with open(path, "a") as f:
+        f.write(line + "\n")
+    with open(path) as f:
+        return sum(1 for _ in f)
+
+
+flaky = restate.Service("Flaky")
+
+
+@flaky.handler(name="run")
+async def flaky_run(ctx: Context, key: str) -> dict:
+    """Stores one side effect, then fails twice with a retryable error, then succeeds."""
+
+    def effect() -> str:
+        _record(f"flaky-{key}.run", "run")
+        return f"effect-{key}"
+
+    # Once stored, this result is replayed on the retries: the file must stay at 1 line.
+    effect_result = await ctx.run_typed("effect", effect)
+    # Outside ctx.run on purpose: this line is written by every attempt that gets here.
+    attempt = _record(f"flaky-{key}.attempts", "attempt")
+    if attempt <= 2:
+        # Any exception other than TerminalError makes Restate retry the invocation.
+        raise RuntimeError(f"transient failure {attempt}")
+    return {"effect": effect_result, "attempt": attempt}
+
+
+worker = restate.VirtualObject("Worker")
+
+
+@worker.handler()
+async def work(ctx: ObjectContext, req: dict) -> int:
+    """One unit of work: a (possibly slow) ctx.run, then a durable tally in state.
+
+    The marker file `work-<tag>.log` gets "start"/"end" around each real execution of
+    the run body and "after" each time an attempt gets past the run, which only happens
+    once Restate has stored its result. So a "start" after the first "after" means a
+    stored result was executed again.
+    """
+    tag: str = req["tag"]
+    millis: int = req.get("millis", 0)
+
+    async def step() -> str:
+        _record(f"work-{tag}.log", "start")
+        # asyncio.sleep, not time.sleep: other invocations share this event loop.
+        await asyncio.sleep(millis / 1000)
+        _record(f"work-{tag}.log", "end")
+        return tag
+
+    await ctx.run_typed("step", step)
+    _record(f"work-{tag}.log", "after")
+    count = (await ctx.get("count", type_hint=int) or 0) + 1
+    done = await ctx.get("done", type_hint=list) or []
+    done.append(tag)
+    ctx.set("count", count)
+    ctx.set("done", done)
+    return count
+
+
+@worker.handler(kind="shared")
+async def status(ctx: ObjectSharedContext) -> dict:
+    return {
+        "count": await ctx.get("count", type_hint=int) or 0,
+        "done": await ctx.get("done", type_hint=list) or [],
+    }
+
+
+faulty = restate.Service("Faulty")
+
+
+@faulty.handler()
+async def terminal(ctx: Context, req: dict) -> None:
+    """Fails for good with the requested HTTP-like code; Restate must not retry it."""
+    _record(f"faulty-{req.get('tag', 'default')}.calls", "call")
+    raise TerminalError(req.get("message", "failed on purpose"), status_code=req.get("code", 500))
+
+
+app = restate.app(services=[flaky, worker, faulty])

@@ -1,0 +1,425 @@
+"""Runs invocation attempts against deployments and reports what happened as commands.
+
+One asyncio task per running attempt. Effects from the partition (start an attempt,
+forward a notification, ack a command) arrive through ``handle``; everything the SDK says
+goes back to the partition as commands, never applied here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import quote
+
+from pyrestate.core.commands import (
+    AppendCommand,
+    AttemptEnded,
+    AttemptFailed,
+    Invoke,
+    ProposeRunCompletion,
+    Retention,
+    RetryPolicy,
+    Suspend,
+)
+from pyrestate.core.effects import AbortAttempt, Ack, Effect, Notify, StartAttempt
+from pyrestate.core.ids import InvocationId, new_invocation_id
+from pyrestate.core.model import CallerRef, Failure, JournalEntry, Target
+from pyrestate.invoker import attempt_protocol as ap
+from pyrestate.invoker.transport import ClientStream, Transport, TransportError, open_transport
+from pyrestate.protocol import service_protocol_pb2 as pb
+from pyrestate.protocol.frames import MessageType, ProtocolError
+from pyrestate.storage.sqlite import SqlitePartitionStore
+
+log = logging.getLogger(__name__)
+
+_STATE_COMMANDS = frozenset(
+    {
+        MessageType.GET_LAZY_STATE_COMMAND,
+        MessageType.SET_STATE_COMMAND,
+        MessageType.CLEAR_STATE_COMMAND,
+        MessageType.CLEAR_ALL_STATE_COMMAND,
+        MessageType.GET_LAZY_STATE_KEYS_COMMAND,
+        MessageType.GET_EAGER_STATE_COMMAND,
+        MessageType.GET_EAGER_STATE_KEYS_COMMAND,
+    }
+)
+_WRITE_COMMANDS = frozenset(
+    {
+        MessageType.SET_STATE_COMMAND,
+        MessageType.CLEAR_STATE_COMMAND,
+        MessageType.CLEAR_ALL_STATE_COMMAND,
+    }
+)
+
+
+class AttemptError(Exception):
+    """This attempt failed; the invocation will be retried."""
+
+    def __init__(self, message: str, code: int = 500) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentInfo:
+    id: str
+    uri: str
+    http_version: str  # "HTTP/2.0" or "HTTP/1.1"
+    bidi: bool
+    protocol_version: int
+    additional_headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    inactivity_timeout_s: float = 60.0
+    abort_timeout_s: float = 600.0
+    retention: Retention = field(default_factory=Retention)
+
+
+class Schemas(Protocol):
+    """What the invoker needs to know of registered services and deployments."""
+
+    def target(self, service: str, handler: str, key: str | None) -> Target:
+        """Resolve a call target; raises LookupError with the reason when unknown."""
+        ...
+
+    def service_config(self, service: str) -> ServiceConfig: ...
+
+    def deployment_for(self, service: str, pinned: str | None) -> DeploymentInfo:
+        """The pinned deployment, else the one serving the service's latest revision."""
+        ...
+
+
+class Submitter(Protocol):
+    def submit(self, command: object) -> None: ...
+
+
+@dataclass(slots=True)
+class _Attempt:
+    start: StartAttempt
+    task: asyncio.Task[None] | None = None
+    stream: ClientStream | None = None
+    live: bool = False  # start frames sent on a bidi stream: forward notifications now
+    buffered: list[bytes] = field(default_factory=list)
+    known_entries: int = 0
+
+
+class Invoker:
+    def __init__(self, partition: Submitter, store: SqlitePartitionStore, schemas: Schemas) -> None:
+        self._partition = partition
+        self._store = store
+        self._schemas = schemas
+        self._attempts: dict[InvocationId, _Attempt] = {}
+        self._transports: dict[tuple[str, str], Transport] = {}
+
+    async def aclose(self) -> None:
+        for attempt in list(self._attempts.values()):
+            if attempt.task is not None:
+                attempt.task.cancel()
+        tasks = [a.task for a in self._attempts.values() if a.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for transport in self._transports.values():
+            await transport.aclose()
+
+    # --- Effects from the partition
+
+    def handle(self, effect: Effect) -> None:
+        match effect:
+            case StartAttempt():
+                self._start(effect)
+            case Notify():
+                self._forward(effect.invocation_id, effect.attempt, effect.index, effect.entry)
+            case Ack():
+                attempt = self._attempts.get(effect.invocation_id)
+                if attempt is not None and attempt.start.attempt == effect.attempt:
+                    self._send(attempt, ap.ack_frame(effect.command_index))
+            case AbortAttempt():
+                attempt = self._attempts.get(effect.invocation_id)
+                if attempt is not None and attempt.start.attempt == effect.attempt:
+                    self._stop(attempt)
+
+    def _start(self, start: StartAttempt) -> None:
+        previous = self._attempts.get(start.invocation_id)
+        if previous is not None:
+            self._stop(previous)
+        attempt = _Attempt(start)
+        self._attempts[start.invocation_id] = attempt
+        # Read journal and state now, right after the commit that started the attempt,
+        # so they are exactly what the partition had when it decided.
+        try:
+            frames, known = self._start_frames(start)
+        except Exception as e:  # e.g. no deployment for the service any more
+            self._fail(start, AttemptError(str(e)), None)
+            del self._attempts[start.invocation_id]
+            return
+        attempt.known_entries = known
+        attempt.task = asyncio.create_task(
+            self._run(attempt, frames), name=str(start.invocation_id)
+        )
+
+    def _forward(
+        self, inv_id: InvocationId, attempt_no: int, index: int, entry: JournalEntry
+    ) -> None:
+        attempt = self._attempts.get(inv_id)
+        if attempt is None or attempt.start.attempt != attempt_no or index < attempt.known_entries:
+            return
+        self._send(attempt, ap.notification_frame(entry))
+
+    def _send(self, attempt: _Attempt, frame: bytes) -> None:
+        if attempt.live and attempt.stream is not None:
+            attempt.stream.write(frame)
+        elif not attempt.live:
+            attempt.buffered.append(frame)
+
+    def _stop(self, attempt: _Attempt) -> None:
+        if attempt.task is not None:
+            attempt.task.cancel()
+        if self._attempts.get(attempt.start.invocation_id) is attempt:
+            del self._attempts[attempt.start.invocation_id]
+
+    # --- One attempt
+
+    def _start_frames(self, start: StartAttempt) -> tuple[bytes, int]:
+        dep = self._schemas.deployment_for(start.target.service, start.deployment_id)
+        journal = start.journal
+        if journal is None:
+            journal = tuple(self._store.journal(start.invocation_id, start.journal_length))
+        state = None
+        if start.target.key is not None:
+            state = self._store.state(start.target.service, start.target.key)
+        frames = ap.start_frames(
+            version=dep.protocol_version,
+            invocation_id=start.invocation_id.to_bytes(),
+            debug_id=str(start.invocation_id),
+            key=start.target.key,
+            journal=journal,
+            known_entries=len(journal),
+            state=state if state is not None else {},
+            retry_count=start.retry_count,
+            since_last_entry_ms=0,
+            random_seed=start.invocation_id.random_seed(),
+        )
+        return frames, len(journal)
+
+    async def _run(self, attempt: _Attempt, start_frames: bytes) -> None:
+        start = attempt.start
+        dep: DeploymentInfo | None = None
+        try:
+            dep = self._schemas.deployment_for(start.target.service, start.deployment_id)
+            config = self._schemas.service_config(start.target.service)
+            await self._exchange(attempt, dep, config, start_frames)
+        except asyncio.CancelledError:
+            raise
+        except AttemptError as e:
+            self._fail(start, e, dep)
+        except (TransportError, ProtocolError) as e:
+            self._fail(start, AttemptError(str(e)), dep)
+        except Exception as e:
+            log.exception("attempt %s failed unexpectedly", start.invocation_id)
+            self._fail(start, AttemptError(f"{type(e).__name__}: {e}"), dep)
+        finally:
+            if attempt.stream is not None:
+                attempt.stream.abort()
+            if self._attempts.get(start.invocation_id) is attempt:
+                del self._attempts[start.invocation_id]
+
+    def _fail(self, start: StartAttempt, error: AttemptError, dep: DeploymentInfo | None) -> None:
+        log.info("invocation %s attempt %d failed: %s", start.invocation_id, start.attempt, error)
+        config = self._schemas_config(start.target.service)
+        self._partition.submit(
+            AttemptFailed(
+                start.invocation_id,
+                start.attempt,
+                dep.id if dep is not None else (start.deployment_id or ""),
+                Failure(error.code, str(error)),
+                config.retry_policy,
+            )
+        )
+
+    def _schemas_config(self, service: str) -> ServiceConfig:
+        try:
+            return self._schemas.service_config(service)
+        except LookupError:
+            return ServiceConfig()
+
+    def _transport(self, dep: DeploymentInfo) -> Transport:
+        key = (dep.uri, dep.http_version)
+        transport = self._transports.get(key)
+        if transport is None:
+            transport = open_transport(dep.uri, dep.http_version)  # type: ignore[arg-type]
+            self._transports[key] = transport
+        return transport
+
+    async def _exchange(
+        self, attempt: _Attempt, dep: DeploymentInfo, config: ServiceConfig, frames: bytes
+    ) -> None:
+        start = attempt.start
+        target = start.target
+        ctype = ap.content_type(dep.protocol_version)
+        headers = [
+            ("content-type", ctype),
+            ("accept", ctype),
+            ("x-restate-invocation-id", str(start.invocation_id)),
+            *dep.additional_headers,
+        ]
+        if target.key is not None:
+            headers.append(("x-restate-service-key", quote(target.key, safe="")))
+        path = f"/invoke/{target.service}/{target.handler}"
+        stream = await self._transport(dep).open_stream(path, headers)
+        attempt.stream = stream
+        await stream.send(frames)
+        if dep.bidi:
+            attempt.live = True
+            for frame in attempt.buffered:
+                await stream.send(frame)
+            attempt.buffered.clear()
+        else:
+            await stream.end_request()
+        status, resp_headers = await asyncio.wait_for(
+            stream.response_head(), config.inactivity_timeout_s
+        )
+        if status != 200:
+            raise AttemptError(f"deployment answered with unexpected status {status}")
+        got = resp_headers.get("content-type")
+        if got != ctype:
+            raise AttemptError(f"deployment answered with content-type {got!r}, expected {ctype!r}")
+        protocol = ap.AttemptProtocol()
+        inactivity = config.inactivity_timeout_s
+        input_closed = not dep.bidi
+        while True:
+            try:
+                timeout = config.abort_timeout_s if input_closed else inactivity
+                chunk = await asyncio.wait_for(stream.receive(), timeout)
+            except TimeoutError:
+                if input_closed:
+                    raise AttemptError(
+                        f"no response from the deployment within the abort timeout "
+                        f"of {config.abort_timeout_s:g}s"
+                    ) from None
+                # Inactive: close our side so the SDK suspends, then wait for its answer.
+                input_closed = True
+                attempt.live = False
+                await stream.end_request()
+                continue
+            if chunk is None:
+                raise AttemptError(
+                    "the deployment closed the stream without End, Suspension or Error"
+                )
+            for event in protocol.feed(chunk):
+                if self._report(attempt, dep, event):
+                    if dep.bidi and not input_closed:
+                        await stream.end_request()
+                    return
+
+    def _report(self, attempt: _Attempt, dep: DeploymentInfo, event: ap.Event) -> bool:
+        """Turn one SDK event into a partition command. True when the attempt is over."""
+        start = attempt.start
+        inv, no, dep_id = start.invocation_id, start.attempt, dep.id
+        submit = self._partition.submit
+        match event:
+            case ap.NewCommand():
+                callee = self._validate(start, event)
+                submit(
+                    AppendCommand(
+                        inv, no, dep_id, event.entry, event.message, event.requires_ack, callee
+                    )  # type: ignore[arg-type]
+                )
+                return False
+            case ap.RunProposal():
+                submit(ProposeRunCompletion(inv, no, dep_id, event.completion_id, event.entry))
+                return False
+            case ap.Suspended():
+                submit(Suspend(inv, no, dep_id, event.completions, event.signals))
+                return True
+            case ap.Errored():
+                config = self._schemas_config(start.target.service)
+                submit(
+                    AttemptFailed(
+                        inv,
+                        no,
+                        dep_id,
+                        Failure(event.code, event.message),
+                        config.retry_policy,
+                        event.related,
+                        event.next_retry_delay_ms,
+                        terminal=event.fail,
+                    )
+                )
+                return True
+            case ap.Ended():
+                submit(AttemptEnded(inv, no, dep_id))
+                return True
+        return False
+
+    def _validate(self, start: StartAttempt, event: ap.NewCommand) -> Invoke | None:
+        """Check a command against the schema; for calls, resolve the callee."""
+        t = event.entry.type
+        target = start.target
+        if t in _STATE_COMMANDS:
+            if target.key is None:
+                raise AttemptError(f"service {target.service} has no state: it is not keyed", 571)
+            if t in _WRITE_COMMANDS and not target.holds_lock:
+                raise AttemptError(f"handler {target} is shared and cannot write state", 571)
+        if t == MessageType.CALL_COMMAND:
+            call: pb.CallCommandMessage = event.message  # type: ignore[assignment]
+            return self._callee(
+                call.service_name,
+                call.handler_name,
+                call.key,
+                call.parameter,
+                call.headers,
+                call.idempotency_key if call.HasField("idempotency_key") else None,
+                CallerRef(start.invocation_id, call.result_completion_id),
+                None,
+            )
+        if t == MessageType.ONE_WAY_CALL_COMMAND:
+            send: pb.OneWayCallCommandMessage = event.message  # type: ignore[assignment]
+            return self._callee(
+                send.service_name,
+                send.handler_name,
+                send.key,
+                send.parameter,
+                send.headers,
+                send.idempotency_key if send.HasField("idempotency_key") else None,
+                None,
+                send.invoke_time or None,
+            )
+        return None
+
+    def _callee(
+        self,
+        service: str,
+        handler: str,
+        key: str,
+        parameter: bytes,
+        headers: object,
+        idempotency_key: str | None,
+        caller: CallerRef | None,
+        execution_time: int | None,
+    ) -> Invoke:
+        try:
+            target = self._schemas.target(service, handler, key or None)
+        except LookupError as e:
+            raise AttemptError(str(e), 400) from None
+        inv_id = new_invocation_id(
+            os.urandom(24),
+            service=service,
+            handler=handler,
+            key=target.key,
+            idempotency_key=idempotency_key,
+        )
+        return Invoke(
+            invocation_id=inv_id,
+            target=target,
+            input=parameter,
+            headers=tuple((h.key, h.value) for h in headers),  # type: ignore[attr-defined]
+            idempotency_key=idempotency_key,
+            execution_time=execution_time,
+            caller=caller,
+            retention=self._schemas_config(service).retention,
+        )

@@ -1,0 +1,218 @@
+"""Client-side HTTP transports the invoker uses to reach service deployments.
+
+Two implementations sit behind one interface:
+
+- ``HTTP/2.0``: cleartext HTTP/2 with prior knowledge (h2c), full-duplex streams
+  multiplexed on a connection per deployment (see ``http2.py``).
+- ``HTTP/1.1``: request/response over a keep-alive connection pool: the whole request
+  body goes out at ``end_request()``, then the response is read (see ``http1.py``).
+
+Usage of a stream (both modes)::
+
+    stream = await transport.open_stream("/invoke/Svc/handler", headers)
+    await stream.send(chunk)          # any number of times
+    await stream.end_request()
+    status, headers = await stream.response_head()
+    while (chunk := await stream.receive()) is not None:
+        ...
+    stream.abort()                    # always safe; a no-op once the exchange finished
+
+Every stream must end with either ``receive()`` returning ``None`` or ``abort()``;
+otherwise it keeps its connection slot (HTTP/1.1) or stream slot (HTTP/2).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Literal, Protocol
+from urllib.parse import urlsplit
+
+__all__ = [
+    "ClientStream",
+    "DeploymentAddress",
+    "Response",
+    "Transport",
+    "TransportError",
+    "join_headers",
+    "open_transport",
+    "parse_base_uri",
+]
+
+
+class TransportError(Exception):
+    """The exchange failed below the HTTP semantics: connect, I/O, protocol or stream reset.
+
+    ``unprocessed`` is true when the peer guarantees the request was never handed to the
+    application (connection never established, HTTP/2 REFUSED_STREAM, or a stream above
+    the GOAWAY last-stream-id), so retrying it immediately cannot duplicate work.
+    """
+
+    def __init__(self, message: str, *, unprocessed: bool = False) -> None:
+        super().__init__(message)
+        self.unprocessed = unprocessed
+
+
+@dataclass(slots=True)
+class Response:
+    """A complete response of a one-shot ``Transport.request``."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class ClientStream(Protocol):
+    """One request/response exchange. For HTTP/2 it is full duplex."""
+
+    async def send(self, data: bytes) -> None:
+        """Queue a request-body chunk."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Queue a request-body chunk from synchronous code: never waits, never raises.
+
+        Unlike ``send()`` there is no back-pressure, and on a failed, finished or ended
+        stream the chunk is silently dropped (the reading side reports the failure).
+        """
+        ...
+
+    async def end_request(self) -> None:
+        """No more request body (HTTP/1.1: this is when the request goes out)."""
+        ...
+
+    async def response_head(self) -> tuple[int, dict[str, str]]:
+        """Status and lower-cased response headers."""
+        ...
+
+    async def receive(self) -> bytes | None:
+        """Next response-body chunk, or None at the clean end of the response."""
+        ...
+
+    def abort(self) -> None:
+        """Cancel the exchange. Idempotent, never raises."""
+        ...
+
+
+class Transport(Protocol):
+    async def open_stream(self, path: str, headers: list[tuple[str, str]]) -> ClientStream:
+        """Start a POST exchange on ``path`` (relative to the deployment's base path)."""
+        ...
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: bytes = b"",
+        timeout: float = 30.0,
+    ) -> Response:
+        """A complete request/response, e.g. ``GET /discover``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close every connection; open streams fail with TransportError."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentAddress:
+    """Where a deployment lives, split once so the hot path only concatenates strings."""
+
+    scheme: str  # "http" or "https"
+    host: str  # without IPv6 brackets, as the socket layer wants it
+    port: int
+    authority: str  # host[:port] as in the URI, for Host / :authority
+    base_path: str  # without trailing slash; "" for the root
+
+    def path_for(self, path: str) -> str:
+        if not path.startswith("/"):
+            path = "/" + path
+        return self.base_path + path
+
+    @property
+    def display(self) -> str:
+        """host:port for error messages."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_base_uri(base_uri: str) -> DeploymentAddress:
+    try:
+        parts = urlsplit(base_uri)
+        port = parts.port
+    except ValueError as exc:
+        raise TransportError(f"invalid deployment uri {base_uri!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise TransportError(f"unsupported scheme in deployment uri {base_uri!r}")
+    host = parts.hostname
+    if not host:
+        raise TransportError(f"no host in deployment uri {base_uri!r}")
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    # netloc minus any userinfo keeps the original spelling (brackets, explicit port).
+    authority = parts.netloc.rpartition("@")[2]
+    return DeploymentAddress(
+        scheme=scheme,
+        host=host,
+        port=port,
+        authority=authority,
+        base_path=parts.path.rstrip("/"),
+    )
+
+
+def join_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Lower-case names; repeated headers joined with ", " (RFC 9110 field combination)."""
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        name = name.lower()
+        prev = out.get(name)
+        out[name] = value if prev is None else f"{prev}, {value}"
+    return out
+
+
+def describe_os_error(exc: BaseException) -> str:
+    """A short cause for error messages ("connection refused", "timed out", ...)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+def client_ssl_context(alpn: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.set_alpn_protocols([alpn])
+    return ctx
+
+
+def open_transport(
+    base_uri: str,
+    http_version: Literal["HTTP/2.0", "HTTP/1.1"],
+    *,
+    connect_timeout: float = 10.0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Transport:
+    """Create a transport for one deployment. Connections are opened lazily.
+
+    ``ssl_context`` only matters for ``https://`` deployments. By default the system
+    trust store is used and ALPN offers the protocol of ``http_version``; a context you
+    pass must offer ALPN "h2" itself for HTTP/2 (we do not mutate it).
+    """
+    address = parse_base_uri(base_uri)
+    if http_version == "HTTP/2.0":
+        from pyrestate.invoker.http2 import H2Transport
+
+        return H2Transport(address, connect_timeout=connect_timeout, ssl_context=ssl_context)
+    if http_version == "HTTP/1.1":
+        from pyrestate.invoker.http1 import H1Transport
+
+        return H1Transport(address, connect_timeout=connect_timeout, ssl_context=ssl_context)
+    raise ValueError(f"unsupported http_version {http_version!r}")
