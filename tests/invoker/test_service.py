@@ -66,7 +66,7 @@ class FixedSchemas:
     def target(self, service: str, handler: str, key: str | None) -> Target:
         raise LookupError("no calls in this test")
 
-    def service_config(self, service: str) -> ServiceConfig:
+    def service_config(self, service: str, handler: str) -> ServiceConfig:
         return ServiceConfig()
 
     def deployment_for(self, service: str, pinned: str | None) -> DeploymentInfo:

@@ -29,6 +29,7 @@ import collections
 import contextlib
 import ssl
 import time
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -451,11 +452,11 @@ class _H2Connection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.sock = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.sock = cast(asyncio.Transport, transport)
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
-        transport.write(self.h2.data_to_send())
+        self.sock.write(self.h2.data_to_send())
 
     def data_received(self, data: bytes) -> None:
         if self.error is not None:

@@ -88,7 +88,7 @@ class Schemas(Protocol):
         """Resolve a call target; raises LookupError with the reason when unknown."""
         ...
 
-    def service_config(self, service: str) -> ServiceConfig: ...
+    def service_config(self, service: str, handler: str) -> ServiceConfig: ...
 
     def deployment_for(self, service: str, pinned: str | None) -> DeploymentInfo:
         """The pinned deployment, else the one serving the service's latest revision."""
@@ -211,7 +211,7 @@ class Invoker:
         dep: DeploymentInfo | None = None
         try:
             dep = self._schemas.deployment_for(start.target.service, start.deployment_id)
-            config = self._schemas.service_config(start.target.service)
+            config = self._config(start.target)
             await self._exchange(attempt, dep, config, start_frames)
         except asyncio.CancelledError:
             raise
@@ -230,7 +230,7 @@ class Invoker:
 
     def _fail(self, start: StartAttempt, error: AttemptError, dep: DeploymentInfo | None) -> None:
         log.info("invocation %s attempt %d failed: %s", start.invocation_id, start.attempt, error)
-        config = self._schemas_config(start.target.service)
+        config = self._config(start.target)
         self._partition.submit(
             AttemptFailed(
                 start.invocation_id,
@@ -241,9 +241,9 @@ class Invoker:
             )
         )
 
-    def _schemas_config(self, service: str) -> ServiceConfig:
+    def _config(self, target: Target) -> ServiceConfig:
         try:
-            return self._schemas.service_config(service)
+            return self._schemas.service_config(target.service, target.handler)
         except LookupError:
             return ServiceConfig()
 
@@ -337,7 +337,7 @@ class Invoker:
                 submit(Suspend(inv, no, dep_id, event.completions, event.signals))
                 return True
             case ap.Errored():
-                config = self._schemas_config(start.target.service)
+                config = self._config(start.target)
                 submit(
                     AttemptFailed(
                         inv,
@@ -421,5 +421,5 @@ class Invoker:
             idempotency_key=idempotency_key,
             execution_time=execution_time,
             caller=caller,
-            retention=self._schemas_config(service).retention,
+            retention=self._config(target).retention,
         )

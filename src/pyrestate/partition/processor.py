@@ -7,6 +7,7 @@ many commands under load: group commit. Effects of a batch leave only after its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -86,10 +87,8 @@ class PartitionProcessor:
             self._timer_handle.cancel()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self._executor.shutdown(wait=True)
 
     # --- Submitting

@@ -1,0 +1,3 @@
+from pyrestate.cli.main import app
+
+app(prog_name="pyrestate")

@@ -1,0 +1,644 @@
+"""The admin API (port 9070): deployments, services, health, version, OpenAPI.
+
+A plain ASGI application with a small route table, so that other endpoints
+(invocations, SQL, …) can be added with `AdminApp.route`. Every route is also served
+under the ``/v2``, ``/v3`` and ``/v4`` prefixes, like the official server; the prefix
+decides some defaults (``force`` defaults to true only under ``/v2``) and ``/v1`` is
+refused. Status codes, bodies and headers follow the official server 1.7.12; there are
+no CORS headers (the official admin API sends none).
+
+Registration commits before it answers: the new registry is saved through the ``save``
+callable and swapped into the holder before the 201 goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote
+
+from pyrestate import __version__
+from pyrestate.admin import discovery as discovery_mod
+from pyrestate.admin.registry import (
+    AdminError,
+    Deployment,
+    DeploymentNotFound,
+    DiscoveredEndpoint,
+    JsonNode,
+    JsonSyntaxError,
+    ProtocolType,
+    Registry,
+    ServiceNotFound,
+    ServiceSchema,
+    deployment_id_error,
+    iter_rendered_services,
+    new_deployment_id,
+    parse_json_value,
+    render_deployment,
+    render_detailed_deployment,
+    render_handler,
+    render_latest_service,
+    render_register_response,
+)
+
+log = logging.getLogger("pyrestate.admin")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MIN_ADMIN_API_VERSION = 2
+MAX_ADMIN_API_VERSION = 4
+_MAX_BODY = 10 * 1024 * 1024
+
+
+class RegistryHolderLike(Protocol):
+    current: Registry
+
+
+SaveFn = Callable[[Registry], Awaitable[None]]
+
+
+class DiscoverFn(Protocol):
+    def __call__(
+        self,
+        uri: str,
+        *,
+        use_http_11: bool = ...,
+        additional_headers: Mapping[str, str] | None = ...,
+    ) -> Awaitable[DiscoveredEndpoint]: ...
+
+
+# --------------------------------------------------------------------------------------
+# Requests, responses, routing
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str
+    params: dict[str, str]
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+    body: bytes
+    # 0 = no version prefix ("unknown" officially), else 2..4.
+    api_version: int
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+class PlainError(Exception):
+    """A framework-level refusal answered as ``text/plain`` (bad path, body, query)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+def json_response(
+    status: int, value: Any, headers: list[tuple[str, str]] | None = None
+) -> Response:
+    body = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(status, body, [("content-type", "application/json"), *(headers or [])])
+
+
+def text_response(status: int, text: str) -> Response:
+    return Response(status, text.encode(), [("content-type", "text/plain; charset=utf-8")])
+
+
+def error_response(error: AdminError) -> Response:
+    return json_response(error.status, error.body())
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    method: str
+    segments: tuple[str, ...]  # "{name}" marks a parameter
+    handler: Handler
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        if len(parts) != len(self.segments):
+            return None
+        params: dict[str, str] = {}
+        for seg, part in zip(self.segments, parts, strict=True):
+            if seg.startswith("{"):
+                if not part:
+                    return None
+                params[seg[1:-1]] = unquote(part)
+            elif seg != part:
+                return None
+        return params
+
+
+_VERSION_PREFIX = re.compile(r"^/v([1-4])(/.*)?$")
+
+
+def _json_content_type(value: str | None) -> bool:
+    if value is None:
+        return False
+    mime = value.split(";", 1)[0].strip().lower()
+    kind, _, sub = mime.partition("/")
+    return kind == "application" and (sub == "json" or sub.endswith("+json"))
+
+
+def read_json_body(req: Request) -> tuple[JsonNode, JsonSyntaxError | None]:
+    """The JSON body the way the official (axum) extractor checks it.
+
+    Raises PlainError 415 without a JSON content-type, 400 on malformed JSON. Returns
+    the value and, separately, a trailing-garbage error to raise after typed checks.
+    """
+    if not _json_content_type(req.headers.get("content-type")):
+        raise PlainError(415, "Expected request with `Content-Type: application/json`")
+    try:
+        return parse_json_value(req.body)
+    except JsonSyntaxError as e:
+        raise PlainError(400, f"Failed to parse the request body as JSON: {e}") from None
+
+
+def _deserialize_error(message: str) -> PlainError:
+    return PlainError(422, f"Failed to deserialize the JSON body into the target type: {message}")
+
+
+# --------------------------------------------------------------------------------------
+# Register-deployment request
+
+
+@dataclass(slots=True)
+class RegisterRequest:
+    uri: str
+    additional_headers: dict[str, str]
+    metadata: dict[str, str]
+    use_http_11: bool
+    breaking: bool
+    force: bool | None
+    dry_run: bool
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_URI_BAD_CHARS = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def _uri_problem(uri: str) -> str | None:
+    """'invalid' if the official URI parser refuses it, 'relative' if not absolute."""
+    if not uri or _URI_BAD_CHARS.search(uri):
+        return "invalid"
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return "relative"
+    if not _SCHEME.fullmatch(scheme) or len(scheme) > 64:
+        return "invalid"
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if not authority:
+        return "invalid"
+    host_port = authority.rpartition("@")[2]
+    port = host_port.rpartition("]")[2].rpartition(":")
+    if port[1] and port[2] and (not port[2].isdigit() or int(port[2]) > 65535):
+        return "invalid"
+    return None
+
+
+_UNTAGGED = "data did not match any variant of untagged enum RegisterDeploymentRequest"
+
+
+def parse_register_request(value: Any) -> RegisterRequest | Mapping[str, Any]:
+    """The HTTP variant, or the raw Lambda variant (``arn``); PlainError 422 otherwise."""
+    if not isinstance(value, dict):
+        raise _deserialize_error(_UNTAGGED)
+    http = _parse_http_variant(value)
+    if http is not None:
+        return http
+    arn = value.get("arn")
+    assume = value.get("assume_role_arn")
+    if isinstance(arn, str) and (assume is None or isinstance(assume, str)):
+        headers = value.get("additional_headers")
+        if headers is None or _valid_headers(headers):
+            return value
+    raise _deserialize_error(_UNTAGGED)
+
+
+def _valid_headers(headers: Any) -> bool:
+    return isinstance(headers, dict) and all(
+        isinstance(v, str) and _TOKEN.fullmatch(k) and _HEADER_VALUE.fullmatch(v)
+        for k, v in headers.items()
+    )
+
+
+def _parse_http_variant(d: Mapping[str, Any]) -> RegisterRequest | None:
+    uri = d.get("uri")
+    if not isinstance(uri, str) or _uri_problem(uri) == "invalid":
+        return None
+    headers = d.get("additional_headers")
+    if headers is not None and not _valid_headers(headers):
+        return None
+    metadata = d.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        return None
+    flags = {}
+    for name in ("use_http_11", "breaking", "dry_run"):
+        flag = d.get(name, False)
+        if not isinstance(flag, bool):
+            return None
+        flags[name] = flag
+    force = d.get("force")
+    if force is not None and not isinstance(force, bool):
+        return None
+    return RegisterRequest(
+        uri=uri,
+        additional_headers=dict(headers or {}),
+        metadata=dict(metadata),
+        use_http_11=flags["use_http_11"],
+        breaking=flags["breaking"],
+        force=force,
+        dry_run=flags["dry_run"],
+    )
+
+
+def _invalid_field(name: str, reason: str) -> AdminError:
+    return AdminError(400, f"The request field '{name}' is invalid. Reason: {reason}")
+
+
+# --------------------------------------------------------------------------------------
+# The application
+
+
+def _load_openapi() -> dict[str, Any]:
+    text = resources.files("pyrestate.admin").joinpath("openapi.json").read_text("utf-8")
+    doc = json.loads(text)
+    doc.setdefault("info", {})["version"] = __version__
+    return doc
+
+
+class AdminApp:
+    """ASGI app for the admin API. ``registry_holder.current`` is the live registry."""
+
+    def __init__(
+        self,
+        registry_holder: RegistryHolderLike,
+        *,
+        save: SaveFn,
+        ingress_url: str | None = None,
+        discover: DiscoverFn = discovery_mod.discover,
+        features: Mapping[str, bool] | None = None,
+        server_version: str = __version__,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        random80: Callable[[], int] = lambda: int.from_bytes(os.urandom(10), "big"),
+    ) -> None:
+        self.holder = registry_holder
+        self._save = save
+        self._ingress_url = ingress_url
+        self._discover = discover
+        self._features = dict(features or {})
+        # The official CLI picks SQL dialects by comparing this with Restate versions.
+        self._server_version = server_version
+        self._clock_ms = clock_ms
+        self._random80 = random80
+        # Registry changes are applied one at a time on the latest value.
+        self._lock = asyncio.Lock()
+        self._openapi: bytes | None = None
+        self._routes: list[_Route] = []
+        self.route("GET", "/health", self._health)
+        self.route("GET", "/version", self._version)
+        self.route("GET", "/openapi", self._openapi_doc)
+        self.route("GET", "/deployments", self._list_deployments)
+        self.route("POST", "/deployments", self._create_deployment)
+        self.route("GET", "/deployments/{deployment}", self._get_deployment)
+        self.route("DELETE", "/deployments/{deployment}", self._delete_deployment)
+        self.route("GET", "/services", self._list_services)
+        self.route("GET", "/services/{service}", self._get_service)
+        self.route("GET", "/services/{service}/handlers", self._list_handlers)
+        self.route("GET", "/services/{service}/handlers/{handler}", self._get_handler)
+
+    # --- extension point
+
+    def route(self, method: str, path: str, handler: Handler) -> None:
+        """Add an endpoint, e.g. ``route("PATCH", "/invocations/{id}/cancel", h)``.
+
+        It is also served under the version prefixes; ``{name}`` segments arrive
+        percent-decoded in ``Request.params``.
+        """
+        segments = tuple(path.strip("/").split("/"))
+        self._routes.append(_Route(method.upper(), segments, handler))
+
+    # --- ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        response = await self._dispatch(scope, receive)
+        head_only = scope["method"] == "HEAD"
+        headers = [(k.encode(), v.encode()) for k, v in response.headers]
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head_only else response.body})
+
+    async def _dispatch(self, scope: Scope, receive: Receive) -> Response:
+        raw = scope.get("raw_path")
+        path = raw.decode("latin-1").split("?", 1)[0] if raw else scope["path"]
+        api_version = 0
+        m = _VERSION_PREFIX.match(path)
+        if m is not None:
+            api_version = int(m.group(1))
+            if api_version < MIN_ADMIN_API_VERSION and m.group(2) != "/":
+                return text_response(
+                    400,
+                    f"Unsupported Admin API version V{api_version}. This server supports "
+                    f"versions between V{MIN_ADMIN_API_VERSION} and V{MAX_ADMIN_API_VERSION}.",
+                )
+            path = m.group(2) or "/"
+        parts = path[1:].split("/") if path.startswith("/") else [path]
+        method = scope["method"].upper()
+        lookup = "GET" if method == "HEAD" else method
+        allowed: list[str] = []
+        for r in self._routes:
+            params = r.match(parts)
+            if params is None:
+                continue
+            if r.method != lookup:
+                allowed.append(r.method)
+                continue
+            try:
+                request = Request(
+                    method=method,
+                    path=path,
+                    params=params,
+                    query=parse_qsl(scope.get("query_string", b"").decode("latin-1")),
+                    headers={
+                        k.decode("latin-1").lower(): v.decode("latin-1")
+                        for k, v in scope.get("headers", ())
+                    },
+                    body=await _read_body(receive),
+                    api_version=api_version,
+                )
+                return await r.handler(request)
+            except AdminError as e:
+                return error_response(e)
+            except PlainError as e:
+                return text_response(e.status, e.text)
+            except Exception as e:
+                # Nothing was made visible (commit happens last); say so like the official.
+                log.exception("admin request %s %s failed", method, path)
+                return json_response(
+                    500, {"message": f"Internal server error: {e}", "restate_code": None}
+                )
+        if allowed:
+            if method == "PUT" and parts[0] == "deployments" and len(parts) == 2:
+                # The official kept PUT only to tell clients to use PATCH.
+                return json_response(
+                    405,
+                    {
+                        "message": "PUT deployment is deprecated, use PATCH instead",
+                        "restate_code": None,
+                    },
+                )
+            methods: list[str] = []
+            for name in allowed:
+                if name not in methods:
+                    methods.append(name)
+                    if name == "GET":
+                        methods.append("HEAD")
+            return Response(405, headers=[("allow", ",".join(methods))])
+        return Response(404)
+
+    # --- health, version, openapi
+
+    async def _health(self, req: Request) -> Response:
+        return Response(200)
+
+    async def _version(self, req: Request) -> Response:
+        return json_response(
+            200,
+            {
+                "version": self._server_version,
+                "min_admin_api_version": MIN_ADMIN_API_VERSION,
+                "max_admin_api_version": MAX_ADMIN_API_VERSION,
+                "ingress_endpoint": self._ingress_url,
+                "features": self._features,
+            },
+        )
+
+    async def _openapi_doc(self, req: Request) -> Response:
+        if self._openapi is None:
+            self._openapi = json.dumps(_load_openapi(), separators=(",", ":")).encode()
+        return Response(200, self._openapi, [("content-type", "application/json")])
+
+    # --- deployments
+
+    def _deployment_id(self, req: Request) -> str:
+        value = req.params["deployment"]
+        problem = deployment_id_error(value)
+        if problem is not None:
+            raise PlainError(
+                400, f"Invalid URL: Cannot parse `deployment` with value `{value}`: {problem}"
+            )
+        return value
+
+    async def _list_deployments(self, req: Request) -> Response:
+        registry = self.holder.current
+        return json_response(
+            200, {"deployments": [render_deployment(d) for d in registry.deployments.values()]}
+        )
+
+    async def _get_deployment(self, req: Request) -> Response:
+        dep_id = self._deployment_id(req)
+        try:
+            dep = self.holder.current.deployment(dep_id)
+        except DeploymentNotFound as e:
+            raise AdminError(404, str(e)) from None
+        return json_response(200, render_detailed_deployment(dep))
+
+    async def _delete_deployment(self, req: Request) -> Response:
+        dep_id = self._deployment_id(req)
+        force: bool | None = None
+        for key, value in req.query:
+            if key == "force":
+                if value not in ("true", "false"):
+                    raise PlainError(
+                        400,
+                        "Failed to deserialize query string: force: provided string was not "
+                        "`true` or `false`",
+                    )
+                force = value == "true"
+        if not force:
+            # Only forced deletion exists officially; the rest is "not implemented".
+            return Response(501)
+        async with self._lock:
+            try:
+                updated = self.holder.current.remove_deployment(dep_id)
+            except DeploymentNotFound:
+                raise AdminError(
+                    404, f"not found in the schema registry: deployment with id '{dep_id}'"
+                ) from None
+            await self._commit(updated)
+        return Response(202)
+
+    async def _create_deployment(self, req: Request) -> Response:
+        node, trailing = read_json_body(req)
+        parsed = parse_register_request(node.to_python())
+        if trailing is not None:
+            raise PlainError(400, f"Failed to parse the request body as JSON: {trailing}")
+        if not isinstance(parsed, RegisterRequest):
+            raise discovery_mod.discovery_error(
+                "META0003",
+                f"error when calling '{parsed['arn']}': Lambda deployments are not supported "
+                "by pyrestate",
+            )
+        if _uri_problem(parsed.uri) == "relative":
+            raise _invalid_field(
+                "uri",
+                f"The provided uri {parsed.uri} is not absolute, only absolute URIs can be used.",
+            )
+        if _has_auth(node):
+            raise _invalid_field("auth", "per-deployment authentication is not supported")
+
+        v2 = req.api_version == 2
+        force = parsed.force if parsed.force is not None else v2
+        allow_breaking = force or parsed.breaking
+
+        if not force:
+            existing = self.holder.current.find_deployment(parsed.uri)
+            if existing is not None:
+                return self._registered("Unchanged", existing, v2)
+
+        discovered = await self._discover(
+            parsed.uri,
+            use_http_11=parsed.use_http_11,
+            additional_headers=parsed.additional_headers,
+        )
+        async with self._lock:
+            result, updated, dep = self.holder.current.add_deployment(
+                uri=parsed.uri,
+                discovered=discovered,
+                new_id=new_deployment_id(self._clock_ms(), self._random80()),
+                now_ms=self._clock_ms(),
+                additional_headers=parsed.additional_headers,
+                metadata=parsed.metadata,
+                overwrite=force,
+                allow_breaking=allow_breaking,
+            )
+            if result != "Unchanged" and not parsed.dry_run:
+                await self._commit(updated)
+        return self._registered(result, dep, v2)
+
+    def _registered(self, result: str, dep: Deployment, v2: bool) -> Response:
+        if result == "Created":
+            status = 201
+        elif v2:
+            # Admin API v2 semantics: re-registration without force is a conflict.
+            if result == "Unchanged":
+                raise AdminError(409, f"Conflict: deployment {dep.id} already exists")
+            status = 201
+        else:
+            status = 200
+        return json_response(
+            status, render_register_response(dep), [("location", f"deployments/{dep.id}")]
+        )
+
+    async def _commit(self, updated: Registry) -> None:
+        # Durable first, visible second: nobody sees a registry that is not saved.
+        await self._save(updated)
+        self.holder.current = updated
+
+    # --- services
+
+    def _service_or_404(self, name: str) -> ServiceSchema:
+        try:
+            return self.holder.current.service(name)
+        except ServiceNotFound:
+            raise AdminError(404, f"The requested service '{name}' does not exist") from None
+
+    async def _list_services(self, req: Request) -> Response:
+        return json_response(200, {"services": list(iter_rendered_services(self.holder.current))})
+
+    async def _get_service(self, req: Request) -> Response:
+        name = req.params["service"]
+        self._service_or_404(name)
+        return json_response(200, render_latest_service(self.holder.current, name))
+
+    async def _list_handlers(self, req: Request) -> Response:
+        name = req.params["service"]
+        registry = self.holder.current
+        svc = self._service_or_404(name)
+        protocol = _protocol_of(registry, svc.deployment_id)
+        handlers = [render_handler(h, protocol) for h in svc.handlers.values()]
+        return json_response(200, {"handlers": handlers})
+
+    async def _get_handler(self, req: Request) -> Response:
+        name, handler = req.params["service"], req.params["handler"]
+        registry = self.holder.current
+        try:
+            svc, h = registry.resolve(name, handler)
+        except LookupError:
+            raise AdminError(
+                404, f"The requested handler '{handler}' on service '{name}' does not exist"
+            ) from None
+        return json_response(200, render_handler(h, _protocol_of(registry, svc.deployment_id)))
+
+
+def _protocol_of(registry: Registry, deployment_id: str) -> ProtocolType | None:
+    dep = registry.deployments.get(deployment_id)
+    return None if dep is None else dep.protocol_type
+
+
+def _has_auth(node: JsonNode) -> bool:
+    return node.kind == "map" and any(k == "auth" and v.kind != "null" for k, _, v in node.value)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > _MAX_BODY:
+            raise PlainError(413, "Failed to buffer the request body: length limit exceeded")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+__all__ = [
+    "AdminApp",
+    "PlainError",
+    "Request",
+    "Response",
+    "error_response",
+    "json_response",
+    "read_json_body",
+    "text_response",
+]

@@ -1,0 +1,325 @@
+"""The ingress (:8080): an ASGI app that turns HTTP requests into partition commands.
+
+Request bodies are opaque bytes from the client to the handler and back; nothing here
+parses or re-encodes payloads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote
+
+from pyrestate.core.commands import Attach, DeliverNotification, Invoke, Retention
+from pyrestate.core.ids import AwakeableId, IdError, InvocationId, new_invocation_id
+from pyrestate.core.model import Failure, Output, Target
+from pyrestate.core.notifications import signal
+from pyrestate.ingress.durations import DurationError, parse_duration_ms
+from pyrestate.partition.processor import Answer, PartitionProcessor, now_ms
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What the ingress needs to know about one handler."""
+
+    service: str
+    handler: str
+    keyed: bool
+    public: bool
+    output_content_type: str | None
+    retention: Retention
+    target_for: Callable[[str | None], Target]
+    check_input: Callable[[str | None, bytes], str | None]
+
+
+class IngressSchemas(Protocol):
+    def route(self, service: str, handler: str) -> Route:
+        """Raise LookupError whose text is the official 404 message."""
+        ...
+
+    def is_keyed(self, service: str) -> bool:
+        """Raise LookupError whose text is the official 404 message."""
+        ...
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, source: str = "ingress") -> None:
+        super().__init__(message)
+        self.status = status
+        self.source = source
+
+
+_JSON = [(b"content-type", b"application/json")]
+
+
+class IngressApp:
+    def __init__(
+        self,
+        partition: PartitionProcessor,
+        schemas: IngressSchemas,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        self._partition = partition
+        self._schemas = schemas
+        self._max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            await self._dispatch(scope, receive, send)
+        except HttpError as e:
+            await _error(send, e.status, str(e), e.source)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        # Empty segments count: "/Counter//add" calls the object with the empty key.
+        segments = path.split("/")[1:]
+        if len(segments) > 1 and segments[-1] == "":
+            segments.pop()
+        if segments[:1] == ["restate"]:
+            await self._restate_route(segments[1:], scope, receive, send)
+            return
+        await self._invoke(segments, scope, receive, send, path)
+
+    async def _restate_route(
+        self, rest: list[str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if rest == ["health"]:
+            await _respond(send, 200, b"{}", _JSON)
+            return
+        if len(rest) >= 2 and rest[0] in ("call", "send"):
+            tail = rest[1:] + (["send"] if rest[0] == "send" else [])
+            await self._invoke(tail, scope, receive, send, scope["path"])
+            return
+        if len(rest) == 3 and rest[0] == "invocation" and rest[2] in ("attach", "output"):
+            await self._attach(rest[1], rest[2] == "attach", send)
+            return
+        if len(rest) == 3 and rest[0] == "awakeables" and rest[2] in ("resolve", "reject"):
+            body = await _read_body(receive, self._max_body)
+            await self._complete_awakeable(rest[1], rest[2] == "resolve", body, send)
+            return
+        raise HttpError(404, f"not found: {scope['path']}")
+
+    # --- Invocations
+
+    async def _invoke(
+        self, segments: list[str], scope: Scope, receive: Receive, send: Send, path: str
+    ) -> None:
+        if len(segments) < 2:
+            raise HttpError(400, f"bad path: {path}")
+        service = unquote(segments[0])
+        try:
+            keyed = self._schemas.is_keyed(service)
+        except LookupError as e:
+            raise HttpError(404, str(e)) from None
+        want = 3 if keyed else 2
+        is_send = len(segments) == want + 1 and segments[-1] == "send"
+        if len(segments) != want + int(is_send):
+            raise HttpError(
+                400,
+                "bad path, expected either /:service-name/:handler or "
+                "/:object-name/:object-key/:handler",
+            )
+        key = unquote(segments[1]) if keyed else None
+        handler = unquote(segments[want - 1])
+        try:
+            route = self._schemas.route(service, handler)
+        except LookupError as e:
+            raise HttpError(404, str(e)) from None
+        if not route.public:
+            raise HttpError(400, f"the handler '{handler}' is private, cannot be called")
+        headers = _headers(scope)
+        body = await _read_body(receive, self._max_body)
+        problem = route.check_input(headers.get("content-type"), body)
+        if problem is not None:
+            raise HttpError(400, problem)
+        query = parse_qs(scope.get("query_string", b"").decode())
+        execution_time = None
+        if "delay" in query:
+            if not is_send:
+                raise HttpError(400, "the delay query parameter is only allowed with /send")
+            try:
+                execution_time = now_ms() + parse_duration_ms(query["delay"][0])
+            except DurationError as e:
+                raise HttpError(400, f"bad delay query parameter: {e}") from None
+        idempotency_key = headers.get("idempotency-key") or None
+        target = route.target_for(key)
+        inv_id = new_invocation_id(
+            os.urandom(24),
+            service=service,
+            handler=handler,
+            key=key,
+            idempotency_key=idempotency_key,
+        )
+        passed = tuple((k, v) for k, v in headers.items() if _forwarded(k))
+
+        def make(token: int) -> Invoke:
+            return Invoke(
+                invocation_id=inv_id,
+                target=target,
+                input=body,
+                headers=passed,
+                idempotency_key=idempotency_key,
+                execution_time=execution_time,
+                reply=token,
+                retention=route.retention,
+            )
+
+        answer = await self._partition.request(make)
+        assert answer.invocation_id is not None
+        if is_send:
+            doc: dict[str, str] = {"invocationId": str(answer.invocation_id)}
+            if execution_time is not None:
+                doc["executionTime"] = _iso(execution_time)
+            doc["status"] = "Accepted" if answer.invocation_id == inv_id else "PreviouslyAccepted"
+            await _respond(
+                send,
+                202,
+                json.dumps(doc).encode(),
+                [*_JSON, (b"x-restate-id", str(answer.invocation_id).encode())],
+            )
+            return
+        output = await _outcome(answer)
+        await _send_output(send, answer.invocation_id, output, route.output_content_type)
+
+    async def _attach(self, raw_id: str, wait: bool, send: Send) -> None:
+        try:
+            inv_id = InvocationId.parse(raw_id)
+        except IdError as e:
+            raise HttpError(400, str(e)) from None
+        answer = await self._partition.request(lambda token: Attach(inv_id, token, wait))
+        if answer.invocation_id is None:
+            raise HttpError(404, f"invocation {raw_id} not found")
+        if answer.output is None and not wait:
+            raise HttpError(470, "invocation not completed yet")
+        output = await _outcome(answer)
+        await _send_output(send, inv_id, output, None)
+
+    # --- Awakeables
+
+    async def _complete_awakeable(
+        self, raw_id: str, resolve: bool, body: bytes, send: Send
+    ) -> None:
+        try:
+            awk = AwakeableId.parse(raw_id)
+        except IdError as e:
+            raise HttpError(400, str(e)) from None
+        if resolve:
+            output = Output(value=body)
+        else:
+            output = Output(failure=Failure(500, body.decode("utf-8", "replace")))
+        entry = signal(awk.index, output)
+        await self._partition.request(
+            lambda token: DeliverNotification(
+                awk.invocation_id, entry, signal=awk.index, reply=token
+            )
+        )
+        await _respond(send, 202, b"", [])
+
+
+async def _outcome(answer: Answer) -> Output:
+    if answer.output is not None:
+        return answer.output
+    assert answer.completion is not None
+    return await answer.completion
+
+
+async def _send_output(
+    send: Send, inv_id: InvocationId, output: Output, content_type: str | None
+) -> None:
+    id_header = (b"x-restate-id", str(inv_id).encode())
+    if output.failure is not None:
+        await _error(
+            send,
+            _status_of(output.failure.code),
+            output.failure.message,
+            "invocation",
+            code=output.failure.code,
+            extra=[id_header],
+        )
+        return
+    headers = [id_header]
+    if content_type is not None:
+        headers.append((b"content-type", content_type.encode()))
+    await _respond(send, 200, output.value or b"", headers)
+
+
+def _status_of(code: int) -> int:
+    return code if 400 <= code <= 599 else 500
+
+
+def _forwarded(name: str) -> bool:
+    # Hop-by-hop and transport headers stay here; the rest reaches the handler.
+    return name not in {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in scope["headers"]:
+        out[k.decode("latin-1").lower()] = v.decode("latin-1")
+    return out
+
+
+def _iso(ms: int) -> str:
+    dt = datetime.fromtimestamp(ms / 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}000000Z"
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HttpError(400, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _error(
+    send: Send,
+    status: int,
+    message: str,
+    source: str,
+    code: int | None = None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    doc = {"code": code if code is not None else status, "message": message, "source": source}
+    headers = [*(extra or []), (b"x-restate-error-source", source.encode()), *_JSON]
+    await _respond(send, status, json.dumps(doc).encode(), headers)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

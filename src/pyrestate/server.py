@@ -1,0 +1,107 @@
+"""Wiring and lifecycle: storage, partition, invoker, ingress and admin in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import suppress
+
+import uvicorn
+
+from pyrestate import __version__
+from pyrestate.admin.app import AdminApp
+from pyrestate.admin.registry_store import RegistryStore
+from pyrestate.config import Settings, split_bind
+from pyrestate.ingress.app import IngressApp
+from pyrestate.invoker.service import Invoker
+from pyrestate.partition.processor import PartitionProcessor
+from pyrestate.schemas import RegistryHolder, SchemaView
+from pyrestate.storage.sqlite import SqlitePartitionStore
+
+log = logging.getLogger("pyrestate")
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        data = settings.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self.registry_store = RegistryStore(data / "metadata.db")
+        self.registry = RegistryHolder(self.registry_store.load())
+        self.store = SqlitePartitionStore(data / "partition-0.db", settings.sqlite_synchronous)
+        self.partition = PartitionProcessor(self.store)
+        self.schemas = SchemaView(self.registry)
+        self.invoker = Invoker(self.partition, self.store, self.schemas)
+        self.partition.invoker = self.invoker
+        self.ingress = IngressApp(self.partition, self.schemas)
+        self.admin = AdminApp(
+            self.registry, save=self.registry_store.save, ingress_url=self._ingress_url()
+        )
+        self._http: list[uvicorn.Server] = []
+        self._loops: list[asyncio.Task[None]] = []
+
+    def _ingress_url(self) -> str:
+        host, port = split_bind(self.settings.ingress_bind)
+        return f"http://{host}:{port}/"
+
+    async def start(self) -> None:
+        await self.partition.start()
+        for app, bind in (
+            (self.ingress, self.settings.ingress_bind),
+            (self.admin, self.settings.admin_bind),
+        ):
+            host, port = split_bind(bind)
+            config = uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                lifespan="off",
+                log_level="warning",
+                access_log=False,
+                http="httptools",
+                loop="none",
+                timeout_keep_alive=60,
+            )
+            config.load()
+            server = uvicorn.Server(config)
+            server.lifespan = config.lifespan_class(config)
+            await server.startup()
+            if server.should_exit:
+                raise OSError(f"cannot listen on {bind}")
+            self._http.append(server)
+            # The main loop refreshes the Date header and notices should_exit.
+            self._loops.append(asyncio.create_task(server.main_loop()))
+        log.info(
+            "pyrestate %s: ingress on %s, admin on %s, data in %s",
+            __version__,
+            self.settings.ingress_bind,
+            self.settings.admin_bind,
+            self.settings.data_dir,
+        )
+
+    async def stop(self) -> None:
+        for server in self._http:
+            server.should_exit = True
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        for server in self._http:
+            with suppress(Exception):
+                await server.shutdown()
+        await self.invoker.aclose()
+        await self.partition.stop()
+        self.store.close()
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly."""
+    server = Server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.stop()

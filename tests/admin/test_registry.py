@@ -1,0 +1,422 @@
+"""The pure registry model: rules, rendering, decoding, persistence.
+
+Expected texts come from the official server 1.7.12 (the fixtures and the literal
+messages below were captured from it).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyrestate.admin.registry import (
+    SUPPORTED_PROTOCOL_VERSIONS,
+    AdminError,
+    DeploymentNotFound,
+    DiscoveredEndpoint,
+    HandlerNotFound,
+    JsonSyntaxError,
+    Registry,
+    ServiceNotFound,
+    build_service,
+    decode_manifest,
+    deployment_id_error,
+    format_duration,
+    negotiate_protocol_version,
+    new_deployment_id,
+    parse_json,
+    protocol_versions_acceptable,
+    render_service,
+)
+from pyrestate.admin.registry_store import RegistryStore, RegistryStoreError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MANIFESTS: dict[str, Any] = json.loads((FIXTURES / "manifests.json").read_text())
+SDK_MANIFEST: dict[str, Any] = json.loads((FIXTURES / "sdk_manifest.json").read_text())
+
+
+def discovered(*services: dict[str, Any], lo: int = 5, hi: int = 6, rr: bool = False) -> Any:
+    return DiscoveredEndpoint(
+        protocol_type="RequestResponse" if rr else "BidiStream",
+        http_version="HTTP/2.0",
+        min_protocol_version=lo,
+        max_protocol_version=hi,
+        services=tuple(services),
+        sdk_version="test/1",
+    )
+
+
+def svc(name: str, ty: str = "SERVICE", handlers: list[dict[str, Any]] | None = None) -> Any:
+    return {"name": name, "ty": ty, "handlers": handlers or [{"name": "h"}]}
+
+
+class Ids:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> str:
+        self.n += 1
+        return new_deployment_id(1_700_000_000_000 + self.n, self.n)
+
+
+def register(
+    reg: Registry, uri: str, *services: dict[str, Any], ids: Ids, **kw: Any
+) -> tuple[str, Registry, Any]:
+    return reg.add_deployment(
+        uri=uri, discovered=discovered(*services), new_id=ids(), now_ms=ids.n, **kw
+    )
+
+
+# --- registration rules
+
+
+def test_revisions_follow_the_latest_registration() -> None:
+    ids = Ids()
+    result, r1, d1 = register(Registry(), "http://a:1", svc("S"), svc("T"), ids=ids)
+    assert result == "Created"
+    assert r1.service("S").revision == 1 and r1.service("S").deployment_id == d1.id
+    result, r2, d2 = register(r1, "http://b:1/", svc("S"), ids=ids)
+    assert result == "Created" and d2.id != d1.id
+    assert r2.service("S").revision == 2 and r2.service("S").deployment_id == d2.id
+    assert r2.service("T").deployment_id == d1.id
+    # The old deployment keeps serving its own revision.
+    assert r2.deployment(d1.id).services["S"].revision == 1
+    # Removing the latest falls back to the previous revision.
+    r3 = r2.remove_deployment(d2.id)
+    assert r3.service("S").revision == 1 and r3.service("S").deployment_id == d1.id
+    assert r3.version == r2.version + 1
+    with pytest.raises(DeploymentNotFound):
+        r3.remove_deployment(d2.id)
+
+
+def test_same_endpoint_is_unchanged_unless_forced() -> None:
+    ids = Ids()
+    _, r1, d1 = register(Registry(), "http://a:1", svc("S"), ids=ids)
+    # Scheme and trailing slash of an empty path do not make a different endpoint.
+    for uri in ("http://a:1/", "https://A:1", "http://a:1"):
+        assert r1.find_deployment(uri) is d1
+    assert r1.find_deployment("http://a:1/other") is None
+    result, r2, d2 = register(r1, "http://a:1/", svc("S"), svc("New"), ids=ids)
+    assert (result, r2, d2) == ("Unchanged", r1, d1)
+    result, r3, d3 = register(r1, "http://a:1/", svc("New"), ids=ids, overwrite=True)
+    assert result == "Overwritten" and d3.id == d1.id
+    assert r3.service("New").revision == 1
+    # S is gone with the overwrite: no other deployment has it.
+    assert not r3.has_service("S")
+    assert list(r3.deployments) == [d1.id]
+
+
+def test_overwrite_bumps_revision_past_other_deployments() -> None:
+    ids = Ids()
+    _, r, d1 = register(Registry(), "http://a:1", svc("S"), ids=ids)
+    _, r, _ = register(r, "http://b:1", svc("S"), ids=ids)
+    _, r, d3 = register(r, "http://a:1", svc("S"), ids=ids, overwrite=True)
+    assert d3.id == d1.id and r.service("S").revision == 3
+    assert r.service("S").deployment_id == d1.id
+
+
+def test_type_change_needs_breaking() -> None:
+    ids = Ids()
+    _, r, _ = register(Registry(), "http://a:1", svc("S"), ids=ids)
+    with pytest.raises(AdminError) as e:
+        register(r, "http://b:1", svc("S", "VIRTUAL_OBJECT"), ids=ids)
+    assert (e.value.status, e.value.restate_code) == (409, "META0006")
+    assert e.value.message == (
+        "[META0006] detected a new service revision for 'S' changing the service type from "
+        "previous revision. Service type cannot be changed across revisions."
+    )
+    _, r2, _ = register(r, "http://b:1", svc("S", "VIRTUAL_OBJECT"), ids=ids, allow_breaking=True)
+    assert r2.service("S").ty == "VirtualObject" and r2.service("S").revision == 2
+
+
+@pytest.mark.parametrize(
+    ("manifest", "status", "message"),
+    [
+        (
+            svc("restateX"),
+            400,
+            "[META0005] cannot insert/modify service 'restateX' as it contains a reserved name",
+        ),
+        (
+            svc("S", "SERVICE", [{"name": "h", "ty": "EXCLUSIVE"}]),
+            400,
+            "invalid combination of service type and handler type '(Service, Some(Exclusive))'",
+        ),
+        (
+            svc("S", "VIRTUAL_OBJECT", [{"name": "h", "ty": "WORKFLOW"}]),
+            400,
+            "invalid combination of service type and handler type "
+            "'(VirtualObject, Some(Workflow))'",
+        ),
+        (
+            svc("S", "SERVICE", [{"name": "h", "workflowCompletionRetention": 1}]),
+            400,
+            "h sets the workflow_completion_retention, but it's not a WORKFLOW handler",
+        ),
+    ],
+)
+def test_schema_violations(manifest: dict[str, Any], status: int, message: str) -> None:
+    with pytest.raises(AdminError) as e:
+        register(Registry(), "http://a:1", manifest, ids=Ids())
+    assert (e.value.status, e.value.message) == (status, message)
+
+
+def test_lookups_raise_the_ingress_messages() -> None:
+    _, r, d = register(Registry(), "http://a:1", svc("Greeter"), ids=Ids())
+    with pytest.raises(ServiceNotFound) as e1:
+        r.resolve("Nope", "x")
+    assert str(e1.value) == (
+        "service 'Nope' not found, make sure to register the service before calling it."
+    )
+    with pytest.raises(HandlerNotFound) as e2:
+        r.resolve("Greeter", "nope")
+    assert str(e2.value) == (
+        "the service 'Greeter' exists, but the handler 'nope' was not found, check that the "
+        "handler exists in the latest registered service version."
+    )
+    assert isinstance(e1.value, LookupError) and isinstance(e2.value, LookupError)
+    service, handler = r.resolve("Greeter", "h")
+    assert (service.name, handler.name, service.deployment_id) == ("Greeter", "h", d.id)
+    assert r.resolve_at(d.id, "Greeter", "h") == (service, handler)
+    with pytest.raises(DeploymentNotFound):
+        r.deployment("dp_1xx")
+
+
+# --- protocol versions
+
+
+def test_protocol_version_negotiation() -> None:
+    lo, hi = SUPPORTED_PROTOCOL_VERSIONS[0], SUPPORTED_PROTOCOL_VERSIONS[-1]
+    assert (lo, hi) >= (5, 6)
+    assert negotiate_protocol_version(5, 9) == hi
+    assert negotiate_protocol_version(5, 5) == 5
+    assert negotiate_protocol_version(3, 6) == 6
+    assert protocol_versions_acceptable(3, 5)
+    assert protocol_versions_acceptable(hi, 9)
+    assert not protocol_versions_acceptable(1, lo - 1)
+    assert not protocol_versions_acceptable(hi + 1, hi + 1)
+    _, _, d = register(Registry(), "http://a:1", svc("S"), ids=Ids())
+    assert d.protocol_version == 6
+
+
+# --- handler input validation (what the official ingress answered)
+
+
+def _sdk_and_fake_registry() -> Registry:
+    services = decode_manifest(json.dumps(SDK_MANIFEST).encode())["services"]
+    services += decode_manifest(json.dumps(MANIFESTS["inputs"]["manifest"]).encode())["services"]
+    _, r, _ = Registry().add_deployment(
+        uri="http://a:1", discovered=discovered(*services), new_id=Ids()(), now_ms=1
+    )
+    return r
+
+
+def test_input_validation_matches_official() -> None:
+    registry = _sdk_and_fake_registry()
+    cases = json.loads((FIXTURES / "input_validation.json").read_text())
+    for case in cases:
+        _, handler = registry.resolve(case["service"], case["handler"])
+        got = handler.check_input(case["content_type"], case["body"].encode())
+        expected = None if case["status"] == 202 else case["message"]
+        assert got == expected, case
+
+
+def test_output_content_type() -> None:
+    registry = _sdk_and_fake_registry()
+    assert registry.resolve("Greeter", "greet")[1].output_content_type == "application/json"
+    titled = registry.resolve("ReqIn", "titled")[1]
+    assert titled.output_rules.content_type_for(True) == "application/json"
+    greet = registry.resolve("Greeter", "greet")[1]
+    assert greet.output_rules.content_type_for(True) is None
+    assert greet.output_rules.content_type_for(False) == "application/json"
+    assert registry.resolve("ReqIn", "none")[1].output_content_type is None
+
+
+# --- effective settings for the engine
+
+
+def test_invocation_options_merge_handler_service_defaults() -> None:
+    services = decode_manifest(json.dumps(SDK_MANIFEST).encode())["services"]
+    _, r, _ = Registry().add_deployment(
+        uri="http://a:1", discovered=discovered(*services), new_id=Ids()(), now_ms=1
+    )
+    opts = r.service("Opts")
+    assert (opts.inactivity_timeout_s, opts.abort_timeout_s) == (90.0, 125.25)
+    assert (opts.idempotency_retention_s, opts.journal_retention_s) == (3 * 86400.0, 36 * 3600.0)
+    p = opts.retry_policy
+    assert (p.initial_interval_s, p.exponentiation_factor, p.max_attempts) == (0.25, 1.5, 10)
+    assert (p.max_interval_s, p.on_max_attempts) == (30.0, "Kill")
+    tuned = opts.handler_options("tuned")
+    assert not tuned.public
+    assert (tuned.inactivity_timeout_s, tuned.abort_timeout_s) == (5.0, 7.0)
+    assert (tuned.completion_retention_s, tuned.journal_retention_s) == (7200.0, 600.0)
+    assert tuned.retry_policy.max_attempts == 3
+    assert tuned.retry_policy.on_max_attempts == "Pause"
+    assert tuned.retry_policy.initial_interval_s == 0.25  # from the service
+    greeter = r.service("Greeter")
+    assert (greeter.inactivity_timeout_s, greeter.abort_timeout_s) == (60.0, 600.0)
+    g = greeter.handler_options("greet")
+    assert (g.inactivity_timeout_s, g.abort_timeout_s) == (None, None)  # invoker defaults
+    assert g.retry_policy.max_attempts == 70 and g.retry_policy.max_interval_s == 60.0
+    wf = r.service("WfOpts")
+    assert wf.workflow_completion_retention_s == 2 * 86400.0
+    run2 = wf.handler_options("run2")
+    assert run2.completion_retention_s == 2 * 86400.0 and run2.journal_retention_s == 3600.0
+    assert run2.enable_lazy_state
+    assert r.service("Greeter").workflow_completion_retention_s is None
+
+
+# --- rendering details
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0, "0s"),
+        (1, "1ms"),
+        (500, "500ms"),
+        (60_000, "1m"),
+        (90_000, "1m 30s"),
+        (125_250, "2m 5s 250ms"),
+        (129_600_000, "1d 12h"),
+        (90_061_001, "1d 1h 1m 1s 1ms"),
+        (400 * 86_400_000, "400d"),
+    ],
+)
+def test_durations_print_like_official(ms: int, text: str) -> None:
+    assert format_duration(ms) == text
+
+
+def test_render_matches_official_service() -> None:
+    scenario = json.loads((FIXTURES / "scenario.json").read_text())
+    expected = next(s for s in scenario if s["name"] == "get_service_opts")["expect"]["json"]
+    services = decode_manifest(json.dumps(SDK_MANIFEST).encode())["services"]
+    opts = build_service(next(s for s in services if s["name"] == "Opts"), "{dp#1}", 1)
+    got = render_service(opts, "BidiStream")
+    got["handlers"].sort(key=lambda h: h["name"])
+    assert got == expected
+
+
+# --- ids
+
+
+def test_deployment_ids() -> None:
+    # An id the official server generated, rebuilt from its timestamp and random bits.
+    official = "dp_14F0ex0wY4ER8MsBVEST8yZ"
+    raw = bytes.fromhex("01a201cb8d64a6467a689ab6e0472899")
+    ts = int.from_bytes(raw[:6], "big")
+    assert new_deployment_id(ts, int.from_bytes(raw[6:], "big")) == official
+    assert deployment_id_error(official) is None
+    assert deployment_id_error(new_deployment_id(0, 0)) is None
+    assert len(new_deployment_id(2**48 - 1, 2**80 - 1)) == 26
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "bad length"),
+        ("garbage", "bad format"),
+        ("dp_nope", "unrecognized codec version"),
+        ("inv_1abc", "id doesn't match the expected type"),
+        ("xx_1abc", "unrecognized resource type: xx"),
+        ("dp_1abc", "bad length"),
+        ("dp_14F0ex0wY4ER8MsBVEST8yZZ", "bad length"),
+        ("dp_14F0ex0wY4ER8MsBVEST8y!", "base62 decode error"),
+        ("dp_1zzzzzzzzzzzzzzzzzzzzzz", "base62 decode error"),
+    ],
+)
+def test_deployment_id_errors(text: str, reason: str) -> None:
+    assert deployment_id_error(text) == reason
+
+
+# --- JSON decoding with the official decoder's messages
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "EOF while parsing a value at line 1 column 0"),
+        ("[", "EOF while parsing a list at line 1 column 1"),
+        ("{", "EOF while parsing an object at line 1 column 1"),
+        ('{"a":1,', "EOF while parsing a value at line 1 column 7"),
+        ('{"a" 1}', "expected `:` at line 1 column 6"),
+        ('{"a":1 "b"}', "expected `,` or `}` at line 1 column 8"),
+        ("[1 2]", "expected `,` or `]` at line 1 column 4"),
+        ("garbage", "expected value at line 1 column 1"),
+        ("01", "invalid number at line 1 column 2"),
+        ("-x", "invalid number at line 1 column 2"),
+        ("1.", "EOF while parsing a value at line 1 column 2"),
+        ("1.x", "invalid number at line 1 column 3"),
+        ('"abc', "EOF while parsing a string at line 1 column 4"),
+        ("{1:2}", "key must be a string at line 1 column 2"),
+        ("tru", "EOF while parsing a value at line 1 column 3"),
+        ("trux", "expected ident at line 1 column 4"),
+        ("[1,]", "trailing comma at line 1 column 4"),
+        ('{"a":1}x', "trailing characters at line 1 column 8"),
+        ('"a\\qb"', "invalid escape at line 1 column 4"),
+        ('"\\ud800"', "unexpected end of hex escape at line 1 column 8"),
+        (
+            '"a\tb"',
+            "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 3",
+        ),
+    ],
+)
+def test_json_syntax_errors(text: str, message: str) -> None:
+    with pytest.raises(JsonSyntaxError) as e:
+        parse_json(text.encode())
+    assert str(e.value) == message
+
+
+def test_json_values() -> None:
+    assert parse_json(b' {"a": [1, -2, 1.5, true, null, "x\\u00e9\\n"]} ') == {
+        "a": [1, -2, 1.5, True, None, "xé\n"]
+    }
+    assert parse_json('"😀"'.encode()) == "😀"
+    assert parse_json(b'"\\ud83d\\ude00"') == "😀"
+
+
+# --- persistence
+
+
+def test_json_document_roundtrip() -> None:
+    services = decode_manifest(json.dumps(SDK_MANIFEST).encode())["services"]
+    services += decode_manifest(json.dumps(MANIFESTS["inputs"]["manifest"]).encode())["services"]
+    ids = Ids()
+    _, r, d = Registry().add_deployment(
+        uri="http://a:1",
+        discovered=discovered(*services),
+        new_id=ids(),
+        now_ms=5,
+        additional_headers={"X-A": "b"},
+        metadata={"m": "n"},
+    )
+    _, r, _ = register(r, "http://b:2/x", svc("Greeter"), ids=ids)
+    doc = json.loads(json.dumps(r.to_json()))
+    back = Registry.from_json(doc)
+    assert back.to_json() == r.to_json()
+    assert back.version == r.version
+    for s in r.services():
+        assert render_service(back.service(s.name), "BidiStream") == render_service(s, "BidiStream")
+    assert back.deployment(d.id).additional_headers == {"x-a": "b"}
+    assert back.resolve("ReqIn", "ct")[1].check_input("text/plain", b"") is None
+
+
+async def test_registry_store(tmp_path: Path) -> None:
+    store = RegistryStore(tmp_path / "data" / "metadata.db")
+    empty = store.load()
+    assert not empty.deployments and empty.version == 0
+    _, r1, _ = register(empty, "http://a:1", svc("S"), ids=Ids())
+    await store.save(r1)
+    loaded = RegistryStore(tmp_path / "data" / "metadata.db").load()
+    assert loaded.to_json() == r1.to_json()
+    r2 = r1.remove_deployment(next(iter(r1.deployments)))
+    await store.save(r2)
+    assert not store.load().deployments and store.load().version == r2.version
+    with pytest.raises(RegistryStoreError):
+        await store.save(r1)  # older than what is stored
+    with sqlite3.connect(tmp_path / "data" / "metadata.db") as conn:
+        assert conn.execute("SELECT count(*) FROM registry").fetchone() == (1,)
