@@ -1,0 +1,59 @@
+"""Settings precedence: flags over environment over TOML file over defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyrestate.config import ConfigError, Settings, load_settings
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pyrestate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_match_the_official_ports() -> None:
+    s = load_settings({}, env={})
+    assert s == Settings()
+    assert (s.ingress_bind, s.admin_bind) == ("127.0.0.1:8080", "127.0.0.1:9070")
+    assert s.data_dir == Path("pyrestate-data")
+
+
+def test_official_names_are_honoured(tmp_path: Path) -> None:
+    env = {
+        "RESTATE_INGRESS__BIND_ADDRESS": "0.0.0.0:18080",
+        "RESTATE_ADMIN__BIND_ADDRESS": "127.0.0.1:19070",
+        "RESTATE_BASE_DIR": "/data/restate",
+    }
+    s = load_settings({}, env=env)
+    assert (s.ingress_bind, s.admin_bind, s.data_dir) == (
+        "0.0.0.0:18080",
+        "127.0.0.1:19070",
+        Path("/data/restate"),
+    )
+    official_toml = _toml(
+        tmp_path,
+        'base-dir = "/b"\n[ingress]\nbind-address = "127.0.0.1:1"\n'
+        '[admin]\nbind-address = "127.0.0.1:2"\n',
+    )
+    s = load_settings({}, env={}, config_file=official_toml)
+    assert (s.ingress_bind, s.admin_bind, s.data_dir) == ("127.0.0.1:1", "127.0.0.1:2", Path("/b"))
+
+
+def test_flags_beat_env_which_beats_the_file(tmp_path: Path) -> None:
+    config = _toml(tmp_path, '[ingress]\nbind = "127.0.0.1:1"\n[admin]\nbind = "127.0.0.1:2"\n')
+    env = {"PYRESTATE_INGRESS_BIND": "127.0.0.1:3", "RESTATE_INGRESS__BIND_ADDRESS": "1.1.1.1:9"}
+    s = load_settings({"admin_bind": "127.0.0.1:4"}, env=env, config_file=config)
+    assert (s.ingress_bind, s.admin_bind) == ("127.0.0.1:3", "127.0.0.1:4")
+
+
+def test_bad_values_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        load_settings({"ingress_bind": "localhost"}, env={})
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings({}, env={}, config_file=_toml(tmp_path, "not = [toml"))
+    with pytest.raises(ConfigError, match="synchronous"):
+        load_settings({}, env={"PYRESTATE_SQLITE_SYNCHRONOUS": "sometimes"})
