@@ -41,6 +41,9 @@ class SchemaView:
 
     # --- ingress
 
+    def service_names(self) -> list[str]:
+        return [svc.name for svc in self._holder.current.services()]
+
     def is_keyed(self, service: str) -> bool:
         return self._holder.current.service(service).ty != "Service"
 

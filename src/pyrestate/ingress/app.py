@@ -51,6 +51,8 @@ class IngressSchemas(Protocol):
         """Raise LookupError whose text is the official 404 message."""
         ...
 
+    def service_names(self) -> list[str]: ...
+
 
 class HttpError(Exception):
     def __init__(self, status: int, message: str, source: str = "ingress") -> None:
@@ -99,7 +101,10 @@ class IngressApp:
         self, rest: list[str], scope: Scope, receive: Receive, send: Send
     ) -> None:
         if rest == ["health"]:
-            await _respond(send, 200, b"{}", _JSON)
+            if scope["method"] != "GET":
+                raise HttpError(405, "method not allowed")
+            doc = {"services": self._schemas.service_names()}
+            await _respond(send, 200, json.dumps(doc).encode(), [*_JSON])
             return
         if len(rest) >= 2 and rest[0] in ("call", "send"):
             tail = rest[1:] + (["send"] if rest[0] == "send" else [])
@@ -298,6 +303,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 async def _respond(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
 ) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
