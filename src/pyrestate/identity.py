@@ -121,8 +121,10 @@ class RequestSigner:
         token = jwt.encode(
             claims, self._key, algorithm="EdDSA", headers={"kid": self._kid}, sort_headers=False
         )
-        if len(self._cache) < _CACHE_LIMIT:
-            self._cache[cache_key] = token
+        if len(self._cache) >= _CACHE_LIMIT:
+            # Many distinct keys in one second: start over rather than grow.
+            self._cache.clear()
+        self._cache[cache_key] = token
         return token
 
     def headers(self, path: str, service_key: str | None = None) -> list[tuple[str, str]]:
@@ -165,7 +167,7 @@ def _read_private_key(pem_path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         kind = type(key).__name__.removeprefix("_").replace("PrivateKey", "") or "unknown"
         raise IdentityKeyError(
-            f"request identity private key file {pem_path} holds a {kind} key, "
+            f"request identity private key file {pem_path} holds a key of type {kind}, "
             "but an ed25519 key is required (`openssl genpkey -algorithm ed25519`)"
         )
     return key
@@ -182,9 +184,7 @@ def load_signer(
     Raises `IdentityKeyError` with a readable message for a missing or unreadable file,
     a file that is not one PEM private key, an encrypted key, or a key of another type.
     """
-    return RequestSigner(
-        _read_private_key(Path(pem_path)), expiration_s=expiration_s, clock=clock
-    )
+    return RequestSigner(_read_private_key(Path(pem_path)), expiration_s=expiration_s, clock=clock)
 
 
 def public_key_from_pem(pem_path: Path | str) -> str:

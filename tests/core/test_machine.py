@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyrestate.core.changes import Changes, IdempotencyKey
+from pyrestate.core.changes import Changes
 from pyrestate.core.commands import (
     AppendCommand,
     Attach,
@@ -45,15 +45,11 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.statuses: dict[InvocationId, InvocationStatus] = {}
-        self.idem: dict[IdempotencyKey, InvocationId] = {}
         self.kv: dict[tuple[str, str], dict[bytes, bytes]] = {}
         self.journal: dict[tuple[InvocationId, int], JournalEntry] = {}
 
     def invocation(self, invocation_id: InvocationId) -> InvocationStatus | None:
         return self.statuses.get(invocation_id)
-
-    def idempotency(self, key: IdempotencyKey) -> InvocationId | None:
-        return self.idem.get(key)
 
     def state(self, service: str, key: str) -> dict[bytes, bytes]:
         return dict(self.kv.get((service, key), {}))
@@ -72,10 +68,6 @@ class MemoryStore:
                 obj.pop(op.name, None)
             else:
                 obj[op.name] = op.value
-        for k, i in c.idempotency_put:
-            self.idem[k] = i
-        for k in c.idempotency_removed:
-            self.idem.pop(k, None)
 
 
 class Harness:
@@ -232,14 +224,14 @@ def test_suspension_on_an_already_arrived_completion_restarts_at_once() -> None:
 
 def test_idempotency_key_joins_the_first_invocation() -> None:
     h = Harness()
+    # Idempotent requests carry the id derived from their key: duplicates share it.
     first = h.new_id()
     h.step(Invoke(first, GREET, b"", idempotency_key="abc", reply=1))
-    dup = h.new_id()
-    (reply,) = of(h.step(Invoke(dup, GREET, b"", idempotency_key="abc", reply=2)), Reply)
+    (reply,) = of(h.step(Invoke(first, GREET, b"other", idempotency_key="abc", reply=2)), Reply)
     assert reply == Reply(2, first, pending=True)
-    assert dup not in h.store.statuses
+    assert h.store.statuses[first].attempt == 1  # not started twice
     h.finish(first, 1, b"done")
-    (reply,) = of(h.step(Invoke(h.new_id(), GREET, b"", idempotency_key="abc", reply=3)), Reply)
+    (reply,) = of(h.step(Invoke(first, GREET, b"", idempotency_key="abc", reply=3)), Reply)
     assert reply == Reply(3, first, Output(value=b"done"))
 
 

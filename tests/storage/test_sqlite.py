@@ -65,7 +65,6 @@ def test_a_committed_batch_reads_back_after_reopening(tmp_path: Path) -> None:
                 StateOp("Obj", "k/1", b"a", None),
             ],
             timers_added=[timer],
-            idempotency_put=[(("Obj", "k/1", "run", "idem"), INV)],
         )
     )
     store.close()
@@ -77,7 +76,6 @@ def test_a_committed_batch_reads_back_after_reopening(tmp_path: Path) -> None:
     assert store.journal(INV, 1) == [JournalEntry(0x0400, b"in")]
     assert store.state("Obj", "k/1") == {b"b": b"2"}
     assert store.timers() == [timer]
-    assert store.idempotency(("Obj", "k/1", "run", "idem")) == INV
 
 
 def test_completed_output_clear_all_and_purge(tmp_path: Path) -> None:
@@ -94,6 +92,6 @@ def test_completed_output_clear_all_and_purge(tmp_path: Path) -> None:
     assert store.invocation(OTHER).output == Output(failure=Failure(409, "no"))  # type: ignore[union-attr]
     assert store.active_invocations() == []
     assert store.state("Obj", "k/1") == {}
-    store.commit(Changes(purged=[INV], idempotency_removed=[("Obj", "k/1", "run", "idem")]))
+    store.commit(Changes(purged=[INV]))
     assert store.invocation(INV) is None
     assert store.journal(INV, 10) == []

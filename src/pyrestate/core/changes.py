@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import InvocationStatus, JournalEntry, TimerKey
 
-IdempotencyKey = tuple[str, str, str, str]  # service, object key ("" if none), handler, key
-
 
 @dataclass(slots=True)
 class StateOp:
@@ -27,8 +25,6 @@ class Changes:
     state: list[StateOp] = field(default_factory=list)
     timers_added: list[TimerKey] = field(default_factory=list)
     timers_removed: list[TimerKey] = field(default_factory=list)
-    idempotency_put: list[tuple[IdempotencyKey, InvocationId]] = field(default_factory=list)
-    idempotency_removed: list[IdempotencyKey] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -38,6 +34,4 @@ class Changes:
             or self.state
             or self.timers_added
             or self.timers_removed
-            or self.idempotency_put
-            or self.idempotency_removed
         )

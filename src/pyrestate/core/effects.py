@@ -55,6 +55,7 @@ class Reply:
     invocation_id: InvocationId | None
     output: Output | None = None
     pending: bool = False
+    target: Target | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,8 +76,14 @@ class InvocationId:
 
     @classmethod
     def parse(cls, text: str) -> InvocationId:
-        if not text.startswith("inv_1") or len(text) != 5 + _PK_DIGITS + _UUID_DIGITS:
-            raise IdError(f"bad invocation id: {text!r}")
+        """Raises IdError whose text is the official reason (bad format, bad length...)."""
+        prefix, sep, rest = text.partition("_")
+        if not sep:
+            raise IdError("bad format")
+        if prefix != "inv" or not rest.startswith("1"):
+            raise IdError("unrecognized codec version" if prefix == "inv" else "bad format")
+        if len(text) != 5 + _PK_DIGITS + _UUID_DIGITS:
+            raise IdError("bad length")
         body = text[5:]
         try:
             pk_swapped = _unb62(body[:_PK_DIGITS])
@@ -85,7 +91,7 @@ class InvocationId:
             pk = int.from_bytes(pk_swapped.to_bytes(8, "little"), "big")
             uuid = uuid_swapped.to_bytes(16, "little")
         except (OverflowError, IdError) as e:
-            raise IdError(f"bad invocation id: {text!r}") from e
+            raise IdError("base62 decode error") from e
         return cls(pk, uuid)
 
     def random_seed(self) -> int:
@@ -107,19 +113,19 @@ class AwakeableId:
 
     @classmethod
     def parse(cls, text: str) -> AwakeableId:
-        if text.startswith("sign_1"):
-            legacy = False
-        elif text.startswith("prom_1"):
-            legacy = True
-        else:
-            raise IdError(f"bad awakeable id: {text!r}")
-        body = text[6:]
+        prefix, sep, rest = text.partition("_")
+        if not sep or prefix not in ("sign", "prom"):
+            raise IdError("bad format")
+        if not rest.startswith("1"):
+            raise IdError("unrecognized codec version")
+        legacy = prefix == "prom"
+        body = rest[1:]
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (ValueError, TypeError) as e:
-            raise IdError(f"bad awakeable id: {text!r}") from e
+            raise IdError("id doesn't match the expected type") from e
         if len(raw) != 28:
-            raise IdError(f"bad awakeable id: {text!r}")
+            raise IdError("id doesn't match the expected type")
         return cls(InvocationId.from_bytes(raw[:24]), int.from_bytes(raw[24:], "big"), legacy)
 
 
@@ -136,12 +142,18 @@ def new_invocation_id(
     key: str | None,
     idempotency_key: str | None,
 ) -> InvocationId:
-    """An id whose partition key routes the invocation: by object key, else by idempotency
-    key (so duplicates meet in one partition), else at random. ``entropy``: 24 random bytes."""
-    if key is not None:
-        pk = partition_key_of(key)
-    elif idempotency_key is not None:
-        pk = partition_key_of(f"{service}/{handler}/{idempotency_key}")
-    else:
-        pk = int.from_bytes(entropy[16:24], "big")
+    """An id whose partition key routes the invocation by object key, else at random.
+
+    With an idempotency key the id is derived from the target and that key, as the
+    official server does: a duplicate request gets the same id and meets the first one
+    in the same partition, and clients can attach to it knowing only the key.
+    ``entropy``: 24 random bytes, used only without an idempotency key.
+    """
+    if idempotency_key is not None:
+        digest = hashlib.blake2b(
+            "\0".join((service, key or "", handler, idempotency_key)).encode(), digest_size=24
+        ).digest()
+        pk = partition_key_of(key) if key is not None else int.from_bytes(digest[16:], "big")
+        return InvocationId(pk, digest[:16])
+    pk = partition_key_of(key) if key is not None else int.from_bytes(entropy[16:24], "big")
     return InvocationId(pk, entropy[:16])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pyrestate.core import notifications as notif
-from pyrestate.core.changes import Changes, IdempotencyKey, StateOp
+from pyrestate.core.changes import Changes, StateOp
 from pyrestate.core.commands import (
     AppendCommand,
     Attach,
@@ -62,8 +62,6 @@ class Loader(Protocol):
 
     def invocation(self, invocation_id: InvocationId) -> InvocationStatus | None: ...
 
-    def idempotency(self, key: IdempotencyKey) -> InvocationId | None: ...
-
     def state(self, service: str, key: str) -> dict[bytes, bytes]: ...
 
 
@@ -83,7 +81,6 @@ class PartitionMachine:
         self._loader = loader
         self.invocations: dict[InvocationId, InvocationStatus] = {}
         self.objects: dict[tuple[str, str], ObjectQueue] = {}
-        self._idempotency: dict[IdempotencyKey, InvocationId] = {}
         # Lazily loaded object state, kept identical to storage plus this batch's writes.
         self._state: dict[tuple[str, str], dict[bytes, bytes]] = {}
         self._next_inbox_seq = 0
@@ -156,7 +153,6 @@ class PartitionMachine:
         for ref in idle:
             del self.objects[ref]
             self._state.pop(ref, None)
-        self._idempotency.clear()
 
     # --- Lookups
 
@@ -189,14 +185,11 @@ class PartitionMachine:
 
     def _on_invoke(self, cmd: Invoke) -> None:
         if cmd.idempotency_key is not None:
-            idem = _idempotency_key(cmd.target, cmd.idempotency_key)
-            existing_id = self._idempotency.get(idem) or self._loader.idempotency(idem)
-            existing = self._get(existing_id) if existing_id is not None else None
+            # Idempotent requests have ids derived from their key: a duplicate finds it.
+            existing = self._get(cmd.invocation_id)
             if existing is not None:
                 self._join_existing(existing, cmd)
                 return
-            self._idempotency[idem] = cmd.invocation_id
-            self._changes.idempotency_put.append((idem, cmd.invocation_id))
         self._create(cmd)
 
     def _join_existing(self, st: InvocationStatus, cmd: Invoke) -> None:
@@ -570,10 +563,6 @@ class PartitionMachine:
         self.invocations.pop(inv_id, None)
         self._changes.statuses.pop(inv_id, None)
         self._changes.purged.append(inv_id)
-        if st.idempotency_key is not None:
-            self._changes.idempotency_removed.append(
-                _idempotency_key(st.target, st.idempotency_key)
-            )
 
     # --- Ingress queries
 
@@ -582,13 +571,9 @@ class PartitionMachine:
         if st is None:
             self._effects.append(Reply(cmd.reply, None))
         elif st.is_completed:
-            self._effects.append(Reply(cmd.reply, st.id, st.output))
+            self._effects.append(Reply(cmd.reply, st.id, st.output, target=st.target))
         else:
-            self._effects.append(Reply(cmd.reply, st.id, pending=cmd.wait))
-
-
-def _idempotency_key(target: Target, key: str) -> IdempotencyKey:
-    return (target.service, target.key or "", target.handler, key)
+            self._effects.append(Reply(cmd.reply, st.id, pending=cmd.wait, target=st.target))
 
 
 _COMMAND_HANDLERS = {

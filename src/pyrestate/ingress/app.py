@@ -6,6 +6,7 @@ parses or re-encodes payloads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -24,8 +25,6 @@ from pyrestate.partition.processor import Answer, PartitionProcessor, now_ms
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +54,27 @@ class IngressSchemas(Protocol):
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str, source: str = "ingress") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        source: str = "ingress",
+        invocation_id: InvocationId | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.source = source
+        self.invocation_id = invocation_id
+
+
+_BAD_INVOCATION_PATH = (
+    "bad path, expected either /restate/invocation/:invocation_id/output or "
+    "/restate/invocation/:invocation_id/attach or "
+    "/restate/invocation/:invocation_target/:idempotency_key/output or "
+    "/restate/invocation/:invocation_target/:idempotency_key/attach"
+)
+# Bodies above this size are refused (the official ingress.request-size-limit default).
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
 
 _JSON = [(b"content-type", b"application/json")]
@@ -84,7 +100,10 @@ class IngressApp:
         try:
             await self._dispatch(scope, receive, send)
         except HttpError as e:
-            await _error(send, e.status, str(e), e.source)
+            extra = []
+            if e.invocation_id is not None:
+                extra.append((b"x-restate-id", str(e.invocation_id).encode()))
+            await _error(send, e.status, str(e), e.source, extra=extra)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -110,14 +129,26 @@ class IngressApp:
             tail = rest[1:] + (["send"] if rest[0] == "send" else [])
             await self._invoke(tail, scope, receive, send, scope["path"])
             return
-        if len(rest) == 3 and rest[0] == "invocation" and rest[2] in ("attach", "output"):
-            await self._attach(rest[1], rest[2] == "attach", send)
+        if rest[:1] == ["invocation"]:
+            if scope["method"] != "GET":
+                raise HttpError(405, "method not allowed")
+            await self._attach(rest[1:], send)
             return
-        if len(rest) == 3 and rest[0] == "awakeables" and rest[2] in ("resolve", "reject"):
+        if rest[:1] == ["awakeables"]:
+            if len(rest) != 3 or rest[2] not in ("resolve", "reject"):
+                if len(rest) == 2:
+                    raise HttpError(
+                        400,
+                        "bad path, expected either /restate/awakeables/:id/resolve or "
+                        "/restate/awakeables/:id/reject",
+                    )
+                raise HttpError(404, "not found")
+            if scope["method"] != "POST":
+                raise HttpError(405, "method not allowed")
             body = await _read_body(receive, self._max_body)
             await self._complete_awakeable(rest[1], rest[2] == "resolve", body, send)
             return
-        raise HttpError(404, f"not found: {scope['path']}")
+        raise HttpError(404, "not found")
 
     # --- Invocations
 
@@ -152,15 +183,22 @@ class IngressApp:
         problem = route.check_input(headers.get("content-type"), body)
         if problem is not None:
             raise HttpError(400, problem)
-        query = parse_qs(scope.get("query_string", b"").decode())
+        query = parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True)
         execution_time = None
         if "delay" in query:
-            if not is_send:
-                raise HttpError(400, "the delay query parameter is only allowed with /send")
             try:
-                execution_time = now_ms() + parse_duration_ms(query["delay"][0])
+                delay = parse_duration_ms(query["delay"][0])
             except DurationError as e:
-                raise HttpError(400, f"bad delay query parameter: {e}") from None
+                raise HttpError(
+                    400, f"bad delay query parameter, must be a ISO8601 duration: {e}"
+                ) from None
+            if not is_send:
+                raise HttpError(
+                    400,
+                    "cannot use the delay query parameter with calls. "
+                    "The delay is supported only with sends",
+                )
+            execution_time = now_ms() + delay
         idempotency_key = headers.get("idempotency-key") or None
         target = route.target_for(key)
         inv_id = new_invocation_id(
@@ -201,18 +239,49 @@ class IngressApp:
         output = await _outcome(answer)
         await _send_output(send, answer.invocation_id, output, route.output_content_type)
 
-    async def _attach(self, raw_id: str, wait: bool, send: Send) -> None:
-        try:
-            inv_id = InvocationId.parse(raw_id)
-        except IdError as e:
-            raise HttpError(400, str(e)) from None
+    async def _attach(self, rest: list[str], send: Send) -> None:
+        """``{id}/{attach|output}`` or ``{target...}/{idempotency key}/{attach|output}``."""
+        if len(rest) < 2 or rest[-1] not in ("attach", "output"):
+            if len(rest) >= 2:
+                raise HttpError(404, "not found")
+            raise HttpError(400, _BAD_INVOCATION_PATH)
+        wait = rest[-1] == "attach"
+        if len(rest) == 2:
+            try:
+                inv_id = InvocationId.parse(rest[0])
+            except IdError as e:
+                raise HttpError(400, f"bad invocation id '{rest[0]}': {e}") from None
+        else:
+            inv_id = self._idempotent_id([unquote(s) for s in rest[:-1]])
         answer = await self._partition.request(lambda token: Attach(inv_id, token, wait))
         if answer.invocation_id is None:
-            raise HttpError(404, f"invocation {raw_id} not found")
+            if wait:
+                raise HttpError(404, "not found", "invocation", inv_id)
+            raise HttpError(404, "invocation not found")
         if answer.output is None and not wait:
-            raise HttpError(470, "invocation not completed yet")
+            raise HttpError(470, "the invocation exists but has not completed yet")
         output = await _outcome(answer)
-        await _send_output(send, inv_id, output, None)
+        ctype = None
+        if answer.target is not None:
+            with contextlib.suppress(LookupError):
+                route = self._schemas.route(answer.target.service, answer.target.handler)
+                ctype = route.output_content_type
+        await _send_output(send, inv_id, output, ctype)
+
+    def _idempotent_id(self, parts: list[str]) -> InvocationId:
+        """The id an idempotent request got: derived from its target and key."""
+        try:
+            keyed = self._schemas.is_keyed(parts[0])
+        except LookupError as e:
+            raise HttpError(404, str(e)) from None
+        if len(parts) != (4 if keyed else 3):
+            raise HttpError(400, _BAD_INVOCATION_PATH)
+        service, key, handler, idem = (
+            (parts[0], parts[1], parts[2], parts[3]) if keyed else (parts[0], None, *parts[1:])
+        )
+        return new_invocation_id(
+            b"", service=service, handler=handler, key=key, idempotency_key=idem
+        )
 
     # --- Awakeables
 
@@ -222,7 +291,7 @@ class IngressApp:
         try:
             awk = AwakeableId.parse(raw_id)
         except IdError as e:
-            raise HttpError(400, str(e)) from None
+            raise HttpError(400, f"bad awakeable id '{raw_id}': {e}") from None
         if resolve:
             output = Output(value=body)
         else:
@@ -294,7 +363,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise HttpError(413, f"request body exceeds the limit of {limit} bytes")
+            raise HttpError(413, "cannot read body: LengthLimitError")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

@@ -20,7 +20,7 @@ from pyrestate.core.commands import Command, TimerFired
 from pyrestate.core.effects import Completed, Effect, Reply, ScheduleTimer
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.machine import PartitionMachine
-from pyrestate.core.model import Output, TimerKey
+from pyrestate.core.model import Output, Target, TimerKey
 from pyrestate.storage.sqlite import SqlitePartitionStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class Answer:
     output: Output | None
     # Resolves with the output when the invocation completes (if it was still running).
     completion: asyncio.Future[Output] | None
+    target: Target | None = None
 
 
 class PartitionProcessor:
@@ -156,7 +157,7 @@ class PartitionProcessor:
         if reply.pending and reply.invocation_id is not None:
             completion = asyncio.get_running_loop().create_future()
             self._completions.setdefault(reply.invocation_id, []).append(completion)
-        fut.set_result(Answer(reply.invocation_id, reply.output, completion))
+        fut.set_result(Answer(reply.invocation_id, reply.output, completion, reply.target))
 
     # --- Timers: a heap of due times; one loop callback armed for the earliest.
 

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from pyrestate.core.changes import Changes, IdempotencyKey
+from pyrestate.core.changes import Changes
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import (
     CallerRef,
@@ -84,14 +84,6 @@ CREATE TABLE IF NOT EXISTS timer (
     kind TEXT NOT NULL,
     completion_id INTEGER NOT NULL,
     PRIMARY KEY (wake_at, id, kind, completion_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS idempotency (
-    service TEXT NOT NULL,
-    key TEXT NOT NULL,
-    handler TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL,
-    id BLOB NOT NULL,
-    PRIMARY KEY (service, key, handler, idempotency_key)
 ) WITHOUT ROWID;
 """
 
@@ -266,18 +258,6 @@ class SqlitePartitionStore:
                     for t in c.timers_removed
                 ],
             )
-        if c.idempotency_put:
-            db.executemany(
-                "INSERT OR REPLACE INTO idempotency "
-                "(service, key, handler, idempotency_key, id) VALUES (?, ?, ?, ?, ?)",
-                [(*k, i.to_bytes()) for k, i in c.idempotency_put],
-            )
-        if c.idempotency_removed:
-            db.executemany(
-                "DELETE FROM idempotency WHERE service = ? AND key = ? AND handler = ? "
-                "AND idempotency_key = ?",
-                c.idempotency_removed,
-            )
 
     # --- Reads (the machine's Loader, the invoker, recovery)
 
@@ -286,14 +266,6 @@ class SqlitePartitionStore:
             _SELECT + " WHERE id = ?", (invocation_id.to_bytes(),)
         ).fetchone()
         return _status_from_row(row) if row else None
-
-    def idempotency(self, key: IdempotencyKey) -> InvocationId | None:
-        row = self._reader.execute(
-            "SELECT id FROM idempotency WHERE service = ? AND key = ? AND handler = ? "
-            "AND idempotency_key = ?",
-            key,
-        ).fetchone()
-        return InvocationId.from_bytes(row[0]) if row else None
 
     def state(self, service: str, key: str) -> dict[bytes, bytes]:
         rows = self._reader.execute(
