@@ -100,8 +100,15 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    stopped = asyncio.create_task(stop.wait())
     try:
-        await stop.wait()
+        await asyncio.wait([stopped, server.partition.writer], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stopped.cancel()
         log.info("shutting down")
+        writer = server.partition.writer
+        failure = writer.exception() if writer.done() and not writer.cancelled() else None
         await server.stop()
+    if failure is not None:
+        # Memory is ahead of what is committed: only a restart from disk is safe.
+        raise SystemExit(f"partition writer failed: {failure!r}")

@@ -7,7 +7,6 @@ many commands under load: group commit. Effects of a batch leave only after its 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import time
@@ -83,13 +82,18 @@ class PartitionProcessor:
         await self._commit_and_release()
         self._task = asyncio.create_task(self._run(), name="partition-writer")
 
+    @property
+    def writer(self) -> asyncio.Task[None]:
+        """The writer loop; it only ends by failing (e.g. the disk refuses a commit)."""
+        assert self._task is not None
+        return self._task
+
     async def stop(self) -> None:
         if self._timer_handle is not None:
             self._timer_handle.cancel()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])  # never raises: a failure was reported already
         self._executor.shutdown(wait=True)
 
     # --- Submitting
