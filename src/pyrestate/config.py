@@ -2,8 +2,9 @@
 
 The official server's names work too, so scripts written for it keep working:
 ``RESTATE_INGRESS__BIND_ADDRESS``, ``RESTATE_ADMIN__BIND_ADDRESS``, ``RESTATE_BASE_DIR``,
-``--base-dir``, and the TOML keys ``ingress.bind-address``, ``admin.bind-address``,
-``base-dir``.
+``RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE``, ``--base-dir``, and the TOML keys
+``ingress.bind-address``, ``admin.bind-address``, ``base-dir``,
+``worker.invoker.request-identity-private-key-pem-file``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class Settings:
     data_dir: Path = Path("pyrestate-data")
     # FULL: fsync every commit (group commit amortises it); NORMAL: fsync at checkpoints.
     sqlite_synchronous: str = "FULL"
+    # ed25519 key (PKCS#8 PEM) to sign every request to deployments; None: unsigned.
+    request_identity_private_key_pem_file: Path | None = None
 
 
 # Each setting: (pyrestate env, official env, TOML paths in order of preference).
@@ -43,7 +46,16 @@ _SOURCES: dict[str, tuple[str, str | None, tuple[tuple[str, ...], ...]]] = {
     ),
     "data_dir": ("PYRESTATE_DATA_DIR", "RESTATE_BASE_DIR", (("data-dir",), ("base-dir",))),
     "sqlite_synchronous": ("PYRESTATE_SQLITE_SYNCHRONOUS", None, (("sqlite", "synchronous"),)),
+    "request_identity_private_key_pem_file": (
+        "PYRESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE",
+        "RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE",
+        (
+            ("request-identity-private-key-pem-file",),
+            ("worker", "invoker", "request-identity-private-key-pem-file"),
+        ),
+    ),
 }
+_PATHS = frozenset({"data_dir", "request_identity_private_key_pem_file"})
 
 
 def _toml_value(doc: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -79,7 +91,7 @@ def load_settings(
                     break
         if value is None:
             continue
-        if name == "data_dir":
+        if name in _PATHS:
             value = Path(value)
         elif name == "sqlite_synchronous":
             value = str(value).upper()

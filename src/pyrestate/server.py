@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from contextlib import suppress
@@ -11,8 +12,10 @@ import uvicorn
 
 from pyrestate import __version__
 from pyrestate.admin.app import AdminApp
+from pyrestate.admin.discovery import discover
 from pyrestate.admin.registry_store import RegistryStore
 from pyrestate.config import Settings, split_bind
+from pyrestate.identity import IdentityKeyError, load_signer
 from pyrestate.ingress.app import IngressApp
 from pyrestate.invoker.service import Invoker
 from pyrestate.partition.processor import PartitionProcessor
@@ -25,6 +28,10 @@ log = logging.getLogger("pyrestate")
 class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.signer = None
+        if settings.request_identity_private_key_pem_file is not None:
+            self.signer = load_signer(settings.request_identity_private_key_pem_file)
+            log.info("Loaded request identity key kid=%s", self.signer.public_key_string())
         data = settings.data_dir
         data.mkdir(parents=True, exist_ok=True)
         self.registry_store = RegistryStore(data / "metadata.db")
@@ -32,11 +39,14 @@ class Server:
         self.store = SqlitePartitionStore(data / "partition-0.db", settings.sqlite_synchronous)
         self.partition = PartitionProcessor(self.store)
         self.schemas = SchemaView(self.registry)
-        self.invoker = Invoker(self.partition, self.store, self.schemas)
+        self.invoker = Invoker(self.partition, self.store, self.schemas, self.signer)
         self.partition.invoker = self.invoker
         self.ingress = IngressApp(self.partition, self.schemas)
         self.admin = AdminApp(
-            self.registry, save=self.registry_store.save, ingress_url=self._ingress_url()
+            self.registry,
+            save=self.registry_store.save,
+            ingress_url=self._ingress_url(),
+            discover=functools.partial(discover, signer=self.signer),
         )
         self._http: list[uvicorn.Server] = []
         self._loops: list[asyncio.Task[None]] = []
@@ -94,7 +104,10 @@ class Server:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly."""
-    server = Server(settings)
+    try:
+        server = Server(settings)
+    except IdentityKeyError as e:
+        raise SystemExit(f"error: {e}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

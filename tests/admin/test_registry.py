@@ -1,7 +1,8 @@
 """The pure registry model: rules, rendering, decoding, persistence.
 
 Expected texts come from the official server 1.7.12 (the fixtures and the literal
-messages below were captured from it).
+messages below were captured from it), except those of JSON and manifest decoding
+errors, which are pyrestate's own.
 """
 
 from __future__ import annotations
@@ -13,26 +14,31 @@ from typing import Any
 
 import pytest
 
-from pyrestate.admin.registry import (
-    SUPPORTED_PROTOCOL_VERSIONS,
+from pyrestate.admin.errors import (
     AdminError,
     DeploymentNotFound,
-    DiscoveredEndpoint,
     HandlerNotFound,
-    JsonSyntaxError,
-    Registry,
     ServiceNotFound,
-    build_service,
-    decode_manifest,
-    deployment_id_error,
-    format_duration,
-    negotiate_protocol_version,
-    new_deployment_id,
-    parse_json,
-    protocol_versions_acceptable,
-    render_service,
 )
-from pyrestate.admin.registry_store import RegistryStore, RegistryStoreError
+from pyrestate.admin.ids import deployment_id_error, new_deployment_id
+from pyrestate.admin.json_text import JsonError, parse_json
+from pyrestate.admin.manifest import ManifestError, decode_manifest
+from pyrestate.admin.model import (
+    SUPPORTED_PROTOCOL_VERSIONS,
+    DiscoveredEndpoint,
+    negotiate_protocol_version,
+    protocol_versions_acceptable,
+)
+from pyrestate.admin.registry import Registry
+from pyrestate.admin.registry_store import (
+    RegistryStore,
+    RegistryStoreError,
+    registry_document,
+    registry_from_document,
+)
+from pyrestate.admin.render import render_service
+from pyrestate.admin.schema_rules import build_service
+from pyrestate.official_format import format_duration
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MANIFESTS: dict[str, Any] = json.loads((FIXTURES / "manifests.json").read_text())
@@ -106,7 +112,8 @@ def test_same_endpoint_is_unchanged_unless_forced() -> None:
     assert result == "Overwritten" and d3.id == d1.id
     assert r3.service("New").revision == 1
     # S is gone with the overwrite: no other deployment has it.
-    assert not r3.has_service("S")
+    with pytest.raises(ServiceNotFound):
+        r3.service("S")
     assert list(r3.deployments) == [d1.id]
 
 
@@ -181,7 +188,7 @@ def test_lookups_raise_the_ingress_messages() -> None:
     assert isinstance(e1.value, LookupError) and isinstance(e2.value, LookupError)
     service, handler = r.resolve("Greeter", "h")
     assert (service.name, handler.name, service.deployment_id) == ("Greeter", "h", d.id)
-    assert r.resolve_at(d.id, "Greeter", "h") == (service, handler)
+    assert r.deployment(d.id).services["Greeter"] == service
     with pytest.raises(DeploymentNotFound):
         r.deployment("dp_1xx")
 
@@ -227,13 +234,11 @@ def test_input_validation_matches_official() -> None:
 
 def test_output_content_type() -> None:
     registry = _sdk_and_fake_registry()
-    assert registry.resolve("Greeter", "greet")[1].output_content_type == "application/json"
-    titled = registry.resolve("ReqIn", "titled")[1]
-    assert titled.output_rules.content_type_for(True) == "application/json"
     greet = registry.resolve("Greeter", "greet")[1]
-    assert greet.output_rules.content_type_for(True) is None
-    assert greet.output_rules.content_type_for(False) == "application/json"
-    assert registry.resolve("ReqIn", "none")[1].output_content_type is None
+    assert greet.output_content_type(False) == "application/json"
+    assert greet.output_content_type(True) is None  # setContentTypeIfEmpty is false
+    assert registry.resolve("ReqIn", "titled")[1].output_content_type(True) is not None
+    assert registry.resolve("ReqIn", "none")[1].output_content_type(False) is None
 
 
 # --- effective settings for the engine
@@ -245,8 +250,14 @@ def test_invocation_options_merge_handler_service_defaults() -> None:
         uri="http://a:1", discovered=discovered(*services), new_id=Ids()(), now_ms=1
     )
     opts = r.service("Opts")
-    assert (opts.inactivity_timeout_s, opts.abort_timeout_s) == (90.0, 125.25)
-    assert (opts.idempotency_retention_s, opts.journal_retention_s) == (3 * 86400.0, 36 * 3600.0)
+    assert (opts.effective_inactivity_timeout_ms, opts.effective_abort_timeout_ms) == (
+        90_000,
+        125_250,
+    )
+    assert (opts.effective_idempotency_retention_ms, opts.effective_journal_retention_ms) == (
+        3 * 86_400_000,
+        36 * 3_600_000,
+    )
     p = opts.retry_policy
     assert (p.initial_interval_s, p.exponentiation_factor, p.max_attempts) == (0.25, 1.5, 10)
     assert (p.max_interval_s, p.on_max_attempts) == (30.0, "Kill")
@@ -258,16 +269,19 @@ def test_invocation_options_merge_handler_service_defaults() -> None:
     assert tuned.retry_policy.on_max_attempts == "Pause"
     assert tuned.retry_policy.initial_interval_s == 0.25  # from the service
     greeter = r.service("Greeter")
-    assert (greeter.inactivity_timeout_s, greeter.abort_timeout_s) == (60.0, 600.0)
+    assert (greeter.effective_inactivity_timeout_ms, greeter.effective_abort_timeout_ms) == (
+        60_000,
+        600_000,
+    )
     g = greeter.handler_options("greet")
     assert (g.inactivity_timeout_s, g.abort_timeout_s) == (None, None)  # invoker defaults
     assert g.retry_policy.max_attempts == 70 and g.retry_policy.max_interval_s == 60.0
     wf = r.service("WfOpts")
-    assert wf.workflow_completion_retention_s == 2 * 86400.0
+    assert wf.effective_workflow_completion_retention_ms == 2 * 86_400_000
     run2 = wf.handler_options("run2")
     assert run2.completion_retention_s == 2 * 86400.0 and run2.journal_retention_s == 3600.0
     assert run2.enable_lazy_state
-    assert r.service("Greeter").workflow_completion_retention_s is None
+    assert r.service("Greeter").effective_workflow_completion_retention_ms is None
 
 
 # --- rendering details
@@ -333,50 +347,111 @@ def test_deployment_id_errors(text: str, reason: str) -> None:
     assert deployment_id_error(text) == reason
 
 
-# --- JSON decoding with the official decoder's messages
+# --- JSON parsing: what is wrong and where
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "EOF while parsing a value at line 1 column 0"),
-        ("[", "EOF while parsing a list at line 1 column 1"),
-        ("{", "EOF while parsing an object at line 1 column 1"),
-        ('{"a":1,', "EOF while parsing a value at line 1 column 7"),
-        ('{"a" 1}', "expected `:` at line 1 column 6"),
-        ('{"a":1 "b"}', "expected `,` or `}` at line 1 column 8"),
-        ("[1 2]", "expected `,` or `]` at line 1 column 4"),
-        ("garbage", "expected value at line 1 column 1"),
-        ("01", "invalid number at line 1 column 2"),
-        ("-x", "invalid number at line 1 column 2"),
-        ("1.", "EOF while parsing a value at line 1 column 2"),
-        ("1.x", "invalid number at line 1 column 3"),
-        ('"abc', "EOF while parsing a string at line 1 column 4"),
-        ("{1:2}", "key must be a string at line 1 column 2"),
-        ("tru", "EOF while parsing a value at line 1 column 3"),
-        ("trux", "expected ident at line 1 column 4"),
-        ("[1,]", "trailing comma at line 1 column 4"),
-        ('{"a":1}x', "trailing characters at line 1 column 8"),
-        ('"a\\qb"', "invalid escape at line 1 column 4"),
-        ('"\\ud800"', "unexpected end of hex escape at line 1 column 8"),
-        (
-            '"a\tb"',
-            "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 3",
-        ),
+        (b"", "Expecting value: line 1 column 1"),
+        (b"garbage", "Expecting value: line 1 column 1"),
+        (b'{"a":1,', "Expecting property name enclosed in double quotes: line 1 column 8"),
+        (b'{"a" 1}', "Expecting ':' delimiter: line 1 column 6"),
+        (b"[1 2]", "Expecting ',' delimiter: line 1 column 4"),
+        (b'"abc', "Unterminated string starting at: line 1 column 1"),
+        (b'\n\n  "a\tb"', "Invalid control character at: line 3 column 5"),
+        (b'{"a":1}  x', "trailing characters: line 1 column 10"),
+        (b"[NaN]", "NaN is not a JSON value"),
+        (b"-Infinity", "-Infinity is not a JSON value"),
+        (b'"\\ud800"', "lone surrogate in a \\u escape"),
+        (b'"\xff"', "'utf-8' codec can't decode byte 0xff in position 1: invalid start byte"),
     ],
 )
-def test_json_syntax_errors(text: str, message: str) -> None:
-    with pytest.raises(JsonSyntaxError) as e:
-        parse_json(text.encode())
+def test_json_errors(text: bytes, message: str) -> None:
+    with pytest.raises(JsonError) as e:
+        parse_json(text)
     assert str(e.value) == message
+
+
+def test_json_nesting_too_deep_is_a_json_error() -> None:
+    with pytest.raises(JsonError, match="recursion"):
+        parse_json(b"[" * 100_000)
 
 
 def test_json_values() -> None:
     assert parse_json(b' {"a": [1, -2, 1.5, true, null, "x\\u00e9\\n"]} ') == {
-        "a": [1, -2, 1.5, True, None, "xé\n"]
+        "a": [1, -2, 1.5, True, None, "x\u00e9\n"]
     }
-    assert parse_json('"😀"'.encode()) == "😀"
-    assert parse_json(b'"\\ud83d\\ude00"') == "😀"
+    assert parse_json('"\U0001f600"'.encode()) == "\U0001f600"
+    assert parse_json(b'"\\ud83d\\ude00"') == "\U0001f600"
+
+
+# --- manifest decoding: which field is wrong, as a JSON path
+
+
+def manifest(*services: Any, **top: Any) -> bytes:
+    doc = {"minProtocolVersion": 5, "maxProtocolVersion": 6, "services": list(services)}
+    return json.dumps({**doc, **top}).encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"[1,", "Expecting value: line 1 column 4"),
+        (b'{"services": []} x', "trailing characters: line 1 column 18"),
+        (b"[]", "invalid type: an array, expected an object at $"),
+        (
+            manifest(svc("S", handlers=[{"name": "h"}, {"name": "h2", "ty": 1}])),
+            "unknown variant 1, expected one of `WORKFLOW`, `EXCLUSIVE`, `SHARED` "
+            "at $.services[0].handlers[1].ty",
+        ),
+        (manifest({"name": "S", "ty": "SERVICE"}), "missing field `handlers` at $.services[0]"),
+        (
+            manifest(svc("S", handlers=[{"name": "h", "abortTimeout": True}])),
+            "invalid type: true, expected u64 at $.services[0].handlers[0].abortTimeout",
+        ),
+        (
+            manifest(svc("S", handlers=[{"name": "h", "journalRetention": 2**64}])),
+            f"invalid value: {2**64}, expected u64 at $.services[0].handlers[0].journalRetention",
+        ),
+        (
+            manifest(minProtocolVersion=0),
+            "invalid value: 0, expected a nonzero u64 at $.minProtocolVersion",
+        ),
+        (
+            manifest(svc("S", handlers=[{"name": "h", "metadata": {"k": 1}}])),
+            "invalid type: 1, expected a string at $.services[0].handlers[0].metadata.k",
+        ),
+        (
+            manifest(svc("S", handlers=[{"name": "h", "input": {"required": "yes"}}])),
+            'invalid type: "yes", expected a boolean at $.services[0].handlers[0].input.required',
+        ),
+        (
+            b'{"services": [{"name": "S", "ty": "SERVICE", "handlers": [], "name": "T"}]}',
+            "duplicate field `name` at $.services[0]",
+        ),
+        (
+            manifest(svc("S"), protocolMode=None, services=None),
+            "invalid type: null, expected an array at $.services",
+        ),
+    ],
+)
+def test_manifest_errors(data: bytes, message: str) -> None:
+    with pytest.raises(ManifestError) as e:
+        decode_manifest(data)
+    assert str(e.value) == message
+
+
+def test_manifest_optional_nulls_are_absent() -> None:
+    handler = {"name": "h", "ty": None, "input": None, "documentation": None}
+    decoded = decode_manifest(manifest(svc("S", handlers=[handler]), protocolMode=None))
+    assert decoded["services"][0]["handlers"] == [{"name": "h"}]
+    assert "protocolMode" not in decoded
+    # Inside a JSON schema anything goes, repeated keys too (the last one stands).
+    data = manifest(svc("S", handlers=[{"name": "h", "input": {"jsonSchema": {}}}]))
+    data = data.replace(b'"jsonSchema": {}', b'"jsonSchema": {"type": "x", "type": "string"}')
+    decoded = decode_manifest(data)
+    assert decoded["services"][0]["handlers"][0]["input"] == {"jsonSchema": {"type": "string"}}
 
 
 # --- persistence
@@ -395,9 +470,9 @@ def test_json_document_roundtrip() -> None:
         metadata={"m": "n"},
     )
     _, r, _ = register(r, "http://b:2/x", svc("Greeter"), ids=ids)
-    doc = json.loads(json.dumps(r.to_json()))
-    back = Registry.from_json(doc)
-    assert back.to_json() == r.to_json()
+    doc = json.loads(json.dumps(registry_document(r)))
+    back = registry_from_document(doc)
+    assert registry_document(back) == registry_document(r)
     assert back.version == r.version
     for s in r.services():
         assert render_service(back.service(s.name), "BidiStream") == render_service(s, "BidiStream")
@@ -412,7 +487,7 @@ async def test_registry_store(tmp_path: Path) -> None:
     _, r1, _ = register(empty, "http://a:1", svc("S"), ids=Ids())
     await store.save(r1)
     loaded = RegistryStore(tmp_path / "data" / "metadata.db").load()
-    assert loaded.to_json() == r1.to_json()
+    assert registry_document(loaded) == registry_document(r1)
     r2 = r1.remove_deployment(next(iter(r1.deployments)))
     await store.save(r2)
     assert not store.load().deployments and store.load().version == r2.version

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -75,11 +76,24 @@ def official_bin(e2e_target: str) -> str | None:
 
 
 @pytest.fixture
+def server_options() -> dict[str, Any]:
+    """Extra keyword arguments for `Server` (`extra_args`, `extra_env`).
+
+    A test module that needs a specially configured server overrides this fixture.
+    """
+    return {}
+
+
+@pytest.fixture
 def server(
-    request: pytest.FixtureRequest, tmp_path: Path, e2e_target: str, official_bin: str | None
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    e2e_target: str,
+    official_bin: str | None,
+    server_options: dict[str, Any],
 ) -> Iterator[Server]:
     """A fresh server on free ports and its own data dir; `kill()` + `start()` restart it."""
-    srv = Server(e2e_target, tmp_path / "server", official_bin)
+    srv = Server(e2e_target, tmp_path / "server", official_bin, **server_options)
     _add_log_source(request, srv.log_tail)
     srv.start()
     try:

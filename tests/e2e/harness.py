@@ -273,7 +273,16 @@ class ManagedProcess:
 class Server:
     """The server under test (pyrestate or the official one), restartable on one data dir."""
 
-    def __init__(self, kind: str, workdir: Path, official_bin: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        workdir: Path,
+        official_bin: str | None = None,
+        *,
+        extra_args: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`extra_args` go after the server's own arguments, `extra_env` over its env."""
         self.kind = kind
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -311,6 +320,8 @@ class Server:
                 RESTATE_LOG_DISABLE_ANSI_CODES="true",
             )
             argv = [official_bin, "--base-dir", str(self.data_dir), "--node-name", "n1"]
+        argv.extend(extra_args)
+        env.update(extra_env or {})
         self.process = ManagedProcess(f"{kind} server", argv, self.log_path, env, REPO_ROOT)
 
     def start(self, timeout: float = 60.0) -> None:

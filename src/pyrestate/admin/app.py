@@ -20,44 +20,50 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from pyrestate import __version__
 from pyrestate.admin import discovery as discovery_mod
-from pyrestate.admin.registry import (
-    AdminError,
-    Deployment,
-    DeploymentNotFound,
-    DiscoveredEndpoint,
-    JsonNode,
-    JsonSyntaxError,
-    ProtocolType,
-    Registry,
-    ServiceNotFound,
-    ServiceSchema,
-    deployment_id_error,
-    iter_rendered_services,
-    new_deployment_id,
-    parse_json_value,
+from pyrestate.admin.errors import AdminError, DeploymentNotFound, ServiceNotFound
+from pyrestate.admin.ids import deployment_id_error, new_deployment_id
+from pyrestate.admin.model import Deployment, DiscoveredEndpoint, ProtocolType, ServiceSchema
+from pyrestate.admin.register_request import (
+    RegisterRequest,
+    invalid_field,
+    parse_register_request,
+    uri_problem,
+)
+from pyrestate.admin.registry import Registry
+from pyrestate.admin.render import (
     render_deployment,
     render_detailed_deployment,
     render_handler,
-    render_latest_service,
     render_register_response,
+    render_service,
+)
+from pyrestate.admin.web import (
+    Handler,
+    PlainError,
+    Receive,
+    Request,
+    Response,
+    Route,
+    Scope,
+    Send,
+    error_response,
+    json_response,
+    read_body,
+    read_json_body,
+    text_response,
 )
 
 log = logging.getLogger("pyrestate.admin")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
 MIN_ADMIN_API_VERSION = 2
 MAX_ADMIN_API_VERSION = 4
-_MAX_BODY = 10 * 1024 * 1024
+_VERSION_PREFIX = re.compile(r"^/v([1-4])(/.*)?$")
 
 
 class RegistryHolderLike(Protocol):
@@ -75,209 +81,6 @@ class DiscoverFn(Protocol):
         use_http_11: bool = ...,
         additional_headers: Mapping[str, str] | None = ...,
     ) -> Awaitable[DiscoveredEndpoint]: ...
-
-
-# --------------------------------------------------------------------------------------
-# Requests, responses, routing
-
-
-@dataclass(slots=True)
-class Request:
-    method: str
-    path: str
-    params: dict[str, str]
-    query: list[tuple[str, str]]
-    headers: dict[str, str]
-    body: bytes
-    # 0 = no version prefix ("unknown" officially), else 2..4.
-    api_version: int
-
-
-@dataclass(slots=True)
-class Response:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-class PlainError(Exception):
-    """A framework-level refusal answered as ``text/plain`` (bad path, body, query)."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
-
-
-def json_response(
-    status: int, value: Any, headers: list[tuple[str, str]] | None = None
-) -> Response:
-    body = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(status, body, [("content-type", "application/json"), *(headers or [])])
-
-
-def text_response(status: int, text: str) -> Response:
-    return Response(status, text.encode(), [("content-type", "text/plain; charset=utf-8")])
-
-
-def error_response(error: AdminError) -> Response:
-    return json_response(error.status, error.body())
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    method: str
-    segments: tuple[str, ...]  # "{name}" marks a parameter
-    handler: Handler
-
-    def match(self, parts: list[str]) -> dict[str, str] | None:
-        if len(parts) != len(self.segments):
-            return None
-        params: dict[str, str] = {}
-        for seg, part in zip(self.segments, parts, strict=True):
-            if seg.startswith("{"):
-                if not part:
-                    return None
-                params[seg[1:-1]] = unquote(part)
-            elif seg != part:
-                return None
-        return params
-
-
-_VERSION_PREFIX = re.compile(r"^/v([1-4])(/.*)?$")
-
-
-def _json_content_type(value: str | None) -> bool:
-    if value is None:
-        return False
-    mime = value.split(";", 1)[0].strip().lower()
-    kind, _, sub = mime.partition("/")
-    return kind == "application" and (sub == "json" or sub.endswith("+json"))
-
-
-def read_json_body(req: Request) -> tuple[JsonNode, JsonSyntaxError | None]:
-    """The JSON body the way the official (axum) extractor checks it.
-
-    Raises PlainError 415 without a JSON content-type, 400 on malformed JSON. Returns
-    the value and, separately, a trailing-garbage error to raise after typed checks.
-    """
-    if not _json_content_type(req.headers.get("content-type")):
-        raise PlainError(415, "Expected request with `Content-Type: application/json`")
-    try:
-        return parse_json_value(req.body)
-    except JsonSyntaxError as e:
-        raise PlainError(400, f"Failed to parse the request body as JSON: {e}") from None
-
-
-def _deserialize_error(message: str) -> PlainError:
-    return PlainError(422, f"Failed to deserialize the JSON body into the target type: {message}")
-
-
-# --------------------------------------------------------------------------------------
-# Register-deployment request
-
-
-@dataclass(slots=True)
-class RegisterRequest:
-    uri: str
-    additional_headers: dict[str, str]
-    metadata: dict[str, str]
-    use_http_11: bool
-    breaking: bool
-    force: bool | None
-    dry_run: bool
-
-
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
-_URI_BAD_CHARS = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
-
-
-def _uri_problem(uri: str) -> str | None:
-    """'invalid' if the official URI parser refuses it, 'relative' if not absolute."""
-    if not uri or _URI_BAD_CHARS.search(uri):
-        return "invalid"
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        return "relative"
-    if not _SCHEME.fullmatch(scheme) or len(scheme) > 64:
-        return "invalid"
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if not authority:
-        return "invalid"
-    host_port = authority.rpartition("@")[2]
-    port = host_port.rpartition("]")[2].rpartition(":")
-    if port[1] and port[2] and (not port[2].isdigit() or int(port[2]) > 65535):
-        return "invalid"
-    return None
-
-
-_UNTAGGED = "data did not match any variant of untagged enum RegisterDeploymentRequest"
-
-
-def parse_register_request(value: Any) -> RegisterRequest | Mapping[str, Any]:
-    """The HTTP variant, or the raw Lambda variant (``arn``); PlainError 422 otherwise."""
-    if not isinstance(value, dict):
-        raise _deserialize_error(_UNTAGGED)
-    http = _parse_http_variant(value)
-    if http is not None:
-        return http
-    arn = value.get("arn")
-    assume = value.get("assume_role_arn")
-    if isinstance(arn, str) and (assume is None or isinstance(assume, str)):
-        headers = value.get("additional_headers")
-        if headers is None or _valid_headers(headers):
-            return value
-    raise _deserialize_error(_UNTAGGED)
-
-
-def _valid_headers(headers: Any) -> bool:
-    return isinstance(headers, dict) and all(
-        isinstance(v, str) and _TOKEN.fullmatch(k) and _HEADER_VALUE.fullmatch(v)
-        for k, v in headers.items()
-    )
-
-
-def _parse_http_variant(d: Mapping[str, Any]) -> RegisterRequest | None:
-    uri = d.get("uri")
-    if not isinstance(uri, str) or _uri_problem(uri) == "invalid":
-        return None
-    headers = d.get("additional_headers")
-    if headers is not None and not _valid_headers(headers):
-        return None
-    metadata = d.get("metadata", {})
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        return None
-    flags = {}
-    for name in ("use_http_11", "breaking", "dry_run"):
-        flag = d.get(name, False)
-        if not isinstance(flag, bool):
-            return None
-        flags[name] = flag
-    force = d.get("force")
-    if force is not None and not isinstance(force, bool):
-        return None
-    return RegisterRequest(
-        uri=uri,
-        additional_headers=dict(headers or {}),
-        metadata=dict(metadata),
-        use_http_11=flags["use_http_11"],
-        breaking=flags["breaking"],
-        force=force,
-        dry_run=flags["dry_run"],
-    )
-
-
-def _invalid_field(name: str, reason: str) -> AdminError:
-    return AdminError(400, f"The request field '{name}' is invalid. Reason: {reason}")
-
-
-# --------------------------------------------------------------------------------------
-# The application
 
 
 def _load_openapi() -> dict[str, Any]:
@@ -314,7 +117,7 @@ class AdminApp:
         # Registry changes are applied one at a time on the latest value.
         self._lock = asyncio.Lock()
         self._openapi: bytes | None = None
-        self._routes: list[_Route] = []
+        self._routes: list[Route] = []
         self.route("GET", "/health", self._health)
         self.route("GET", "/version", self._version)
         self.route("GET", "/openapi", self._openapi_doc)
@@ -336,14 +139,11 @@ class AdminApp:
         percent-decoded in ``Request.params``.
         """
         segments = tuple(path.strip("/").split("/"))
-        self._routes.append(_Route(method.upper(), segments, handler))
+        self._routes.append(Route(method.upper(), segments, handler))
 
     # --- ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
         if scope["type"] != "http":
             return
         response = await self._dispatch(scope, receive)
@@ -388,7 +188,7 @@ class AdminApp:
                         k.decode("latin-1").lower(): v.decode("latin-1")
                         for k, v in scope.get("headers", ())
                     },
-                    body=await _read_body(receive),
+                    body=await read_body(receive),
                     api_version=api_version,
                 )
                 return await r.handler(request)
@@ -494,23 +294,20 @@ class AdminApp:
         return Response(202)
 
     async def _create_deployment(self, req: Request) -> Response:
-        node, trailing = read_json_body(req)
-        parsed = parse_register_request(node.to_python())
-        if trailing is not None:
-            raise PlainError(400, f"Failed to parse the request body as JSON: {trailing}")
+        parsed = read_json_body(req, parse_register_request)
         if not isinstance(parsed, RegisterRequest):
             raise discovery_mod.discovery_error(
                 "META0003",
                 f"error when calling '{parsed['arn']}': Lambda deployments are not supported "
                 "by pyrestate",
             )
-        if _uri_problem(parsed.uri) == "relative":
-            raise _invalid_field(
+        if uri_problem(parsed.uri) == "relative":
+            raise invalid_field(
                 "uri",
                 f"The provided uri {parsed.uri} is not absolute, only absolute URIs can be used.",
             )
-        if _has_auth(node):
-            raise _invalid_field("auth", "per-deployment authentication is not supported")
+        if parsed.auth:
+            raise invalid_field("auth", "per-deployment authentication is not supported")
 
         v2 = req.api_version == 2
         force = parsed.force if parsed.force is not None else v2
@@ -569,18 +366,20 @@ class AdminApp:
             raise AdminError(404, f"The requested service '{name}' does not exist") from None
 
     async def _list_services(self, req: Request) -> Response:
-        return json_response(200, {"services": list(iter_rendered_services(self.holder.current))})
+        registry = self.holder.current
+        services = [render_service(s, _protocol_of(registry, s)) for s in registry.services()]
+        return json_response(200, {"services": services})
 
     async def _get_service(self, req: Request) -> Response:
         name = req.params["service"]
-        self._service_or_404(name)
-        return json_response(200, render_latest_service(self.holder.current, name))
+        svc = self._service_or_404(name)
+        return json_response(200, render_service(svc, _protocol_of(self.holder.current, svc)))
 
     async def _list_handlers(self, req: Request) -> Response:
         name = req.params["service"]
         registry = self.holder.current
         svc = self._service_or_404(name)
-        protocol = _protocol_of(registry, svc.deployment_id)
+        protocol = _protocol_of(registry, svc)
         handlers = [render_handler(h, protocol) for h in svc.handlers.values()]
         return json_response(200, {"handlers": handlers})
 
@@ -593,52 +392,9 @@ class AdminApp:
             raise AdminError(
                 404, f"The requested handler '{handler}' on service '{name}' does not exist"
             ) from None
-        return json_response(200, render_handler(h, _protocol_of(registry, svc.deployment_id)))
+        return json_response(200, render_handler(h, _protocol_of(registry, svc)))
 
 
-def _protocol_of(registry: Registry, deployment_id: str) -> ProtocolType | None:
-    dep = registry.deployments.get(deployment_id)
+def _protocol_of(registry: Registry, svc: ServiceSchema) -> ProtocolType | None:
+    dep = registry.deployments.get(svc.deployment_id)
     return None if dep is None else dep.protocol_type
-
-
-def _has_auth(node: JsonNode) -> bool:
-    return node.kind == "map" and any(k == "auth" and v.kind != "null" for k, _, v in node.value)
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > _MAX_BODY:
-            raise PlainError(413, "Failed to buffer the request body: length limit exceeded")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-__all__ = [
-    "AdminApp",
-    "PlainError",
-    "Request",
-    "Response",
-    "error_response",
-    "json_response",
-    "read_json_body",
-    "text_response",
-]

@@ -15,18 +15,18 @@ from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Literal
 
-from pyrestate.admin.registry import (
+from pyrestate.admin.errors import AdminError
+from pyrestate.admin.manifest import ManifestError, decode_manifest
+from pyrestate.admin.model import (
     SUPPORTED_PROTOCOL_VERSIONS,
-    AdminError,
     DiscoveredEndpoint,
     HttpVersion,
-    JsonDecodeError,
-    JsonSyntaxError,
-    decode_manifest,
     normalize_uri,
     protocol_versions_acceptable,
 )
+from pyrestate.identity import RequestSigner
 from pyrestate.invoker.transport import Response, Transport, TransportError, open_transport
+from pyrestate.official_format import rust_debug_str
 
 MANIFEST_CONTENT_TYPES = {
     f"application/vnd.restate.endpointmanifest.v{n}+json": n for n in (1, 2, 3, 4)
@@ -55,13 +55,9 @@ class _Retryable(Exception):
         self.error = error
 
 
-def _rust_str(s: str) -> str:
-    escaped = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-    return f'"{escaped.replace(chr(9), chr(92) + "t")}"'
-
-
 def _headers_debug(headers: Mapping[str, str]) -> str:
-    return "{" + ", ".join(f"{_rust_str(k)}: {_rust_str(v)}" for k, v in headers.items()) + "}"
+    fields = (f"{rust_debug_str(k)}: {rust_debug_str(v)}" for k, v in headers.items())
+    return "{" + ", ".join(fields) + "}"
 
 
 def _status_text(status: int) -> str:
@@ -136,11 +132,11 @@ def parse_discovery_response(resp: Response, http_version: HttpVersion) -> Disco
         raise discovery_error(
             "META0013",
             f"received a bad response from the SDK: Bad content type header: "
-            f"{_rust_str(content_type)}. Expected one of '\"{expected}\"'",
+            f"{rust_debug_str(content_type)}. Expected one of '\"{expected}\"'",
         )
     try:
         manifest = decode_manifest(resp.body)
-    except (JsonSyntaxError, JsonDecodeError) as e:
+    except ManifestError as e:
         raise discovery_error(
             None,
             f"received a bad response from the SDK that cannot be decoded: {e}. "
@@ -193,6 +189,7 @@ async def discover(
     retry_delays: Sequence[float] = RETRY_DELAYS,
     timeout: float = 30.0,
     cluster_name: str = "localcluster",
+    signer: RequestSigner | None = None,
 ) -> DiscoveredEndpoint:
     """Discover the deployment at ``uri``; raises AdminError like the official server.
 
@@ -204,6 +201,8 @@ async def discover(
     headers = [("accept", ACCEPT)]
     headers += [(k.lower(), v) for k, v in (additional_headers or {}).items()]
     headers.append(("x-restate-cluster-name", cluster_name))
+    if signer is not None:
+        headers += signer.headers("/discover")
     try:
         transport = transport_factory(uri, http_version)
     except TransportError as e:

@@ -36,6 +36,9 @@ def server(
     config_file: Annotated[
         Path | None, typer.Option("--config-file", "-c", help="TOML configuration file")
     ] = None,
+    request_identity_private_key_pem_file: Annotated[
+        Path | None, typer.Option(help="ed25519 private key (PEM) to sign requests to services")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the server: ingress, admin, partition and invoker in one process."""
@@ -50,6 +53,7 @@ def server(
                 "ingress_bind": ingress_bind,
                 "admin_bind": admin_bind,
                 "data_dir": data_dir or base_dir,
+                "request_identity_private_key_pem_file": request_identity_private_key_pem_file,
             },
             config_file=config_file,
         )
@@ -62,3 +66,38 @@ def server(
         asyncio.run(serve(settings))
     else:
         uvloop.run(serve(settings))
+
+
+identity = typer.Typer(no_args_is_help=True, help="Request identity (signed requests)")
+app.add_typer(identity, name="identity")
+
+
+@identity.command("public-key")
+def public_key(
+    private_key_pem_file: Annotated[
+        Path | None, typer.Option(help="ed25519 private key (PEM) the server signs with")
+    ] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config-file", "-c", help="TOML configuration file")
+    ] = None,
+) -> None:
+    """Print the public key, as services configure it (``publickeyv1_...``)."""
+    from pyrestate.identity import IdentityKeyError, public_key_from_pem
+
+    try:
+        settings = load_settings(
+            {"request_identity_private_key_pem_file": private_key_pem_file},
+            config_file=config_file,
+        )
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    path = settings.request_identity_private_key_pem_file
+    if path is None:
+        typer.echo("error: no private key configured (--private-key-pem-file)", err=True)
+        raise typer.Exit(2)
+    try:
+        typer.echo(public_key_from_pem(path))
+    except IdentityKeyError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None

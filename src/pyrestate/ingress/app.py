@@ -9,22 +9,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import parse_qs, unquote
 
+from pyrestate.asgi import BodyTooLarge, Receive, Scope, Send, read_body
 from pyrestate.core.commands import Attach, DeliverNotification, Invoke, Retention
 from pyrestate.core.ids import AwakeableId, IdError, InvocationId, new_invocation_id
 from pyrestate.core.model import Failure, Output, Target
 from pyrestate.core.notifications import signal
 from pyrestate.ingress.durations import DurationError, parse_duration_ms
+from pyrestate.official_format import format_timestamp
 from pyrestate.partition.processor import Answer, PartitionProcessor, now_ms
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +32,7 @@ class Route:
     handler: str
     keyed: bool
     public: bool
-    output_content_type: str | None
+    output_content_type: Callable[[bool], str | None]  # given: is the output empty
     retention: Retention
     target_for: Callable[[str | None], Target]
     check_input: Callable[[str | None, bytes], str | None]
@@ -92,9 +89,6 @@ class IngressApp:
         self._max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
         if scope["type"] != "http":
             return
         try:
@@ -107,8 +101,11 @@ class IngressApp:
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        # Split the raw path, then decode each segment: a key may contain "%2F".
+        raw = scope.get("raw_path")
+        raw_path = raw.decode("latin-1").split("?", 1)[0] if raw else path
         # Empty segments count: "/Counter//add" calls the object with the empty key.
-        segments = path.split("/")[1:]
+        segments = raw_path.split("/")[1:]
         if len(segments) > 1 and segments[-1] == "":
             segments.pop()
         if segments[:1] == ["restate"]:
@@ -227,7 +224,7 @@ class IngressApp:
         if is_send:
             doc: dict[str, str] = {"invocationId": str(answer.invocation_id)}
             if execution_time is not None:
-                doc["executionTime"] = _iso(execution_time)
+                doc["executionTime"] = format_timestamp(execution_time)
             doc["status"] = "Accepted" if answer.invocation_id == inv_id else "PreviouslyAccepted"
             await _respond(
                 send,
@@ -261,12 +258,12 @@ class IngressApp:
         if answer.output is None and not wait:
             raise HttpError(470, "the invocation exists but has not completed yet")
         output = await _outcome(answer)
-        ctype = None
+        content_type = None
         if answer.target is not None:
             with contextlib.suppress(LookupError):
                 route = self._schemas.route(answer.target.service, answer.target.handler)
-                ctype = route.output_content_type
-        await _send_output(send, inv_id, output, ctype)
+                content_type = route.output_content_type
+        await _send_output(send, inv_id, output, content_type)
 
     def _idempotent_id(self, parts: list[str]) -> InvocationId:
         """The id an idempotent request got: derived from its target and key."""
@@ -313,7 +310,10 @@ async def _outcome(answer: Answer) -> Output:
 
 
 async def _send_output(
-    send: Send, inv_id: InvocationId, output: Output, content_type: str | None
+    send: Send,
+    inv_id: InvocationId,
+    output: Output,
+    content_type: Callable[[bool], str | None] | None,
 ) -> None:
     id_header = (b"x-restate-id", str(inv_id).encode())
     if output.failure is not None:
@@ -327,8 +327,9 @@ async def _send_output(
         )
         return
     headers = [id_header]
-    if content_type is not None:
-        headers.append((b"content-type", content_type.encode()))
+    ctype = content_type(not output.value) if content_type is not None else None
+    if ctype is not None:
+        headers.append((b"content-type", ctype.encode()))
     await _respond(send, 200, output.value or b"", headers)
 
 
@@ -348,25 +349,14 @@ def _headers(scope: Scope) -> dict[str, str]:
     return out
 
 
-def _iso(ms: int) -> str:
-    dt = datetime.fromtimestamp(ms / 1000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}000000Z"
-
-
 async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HttpError(400, "client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise HttpError(413, "cannot read body: LengthLimitError")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        body = await read_body(receive, limit)
+    except BodyTooLarge:
+        raise HttpError(413, "cannot read body: LengthLimitError") from None
+    if body is None:
+        raise HttpError(400, "client disconnected")
+    return body
 
 
 async def _respond(
@@ -388,13 +378,3 @@ async def _error(
     doc = {"code": code if code is not None else status, "message": message, "source": source}
     headers = [*(extra or []), (b"x-restate-error-source", source.encode()), *_JSON]
     await _respond(send, status, json.dumps(doc).encode(), headers)
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

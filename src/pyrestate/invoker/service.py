@@ -27,6 +27,7 @@ from pyrestate.core.commands import (
 from pyrestate.core.effects import AbortAttempt, Ack, Effect, Notify, StartAttempt
 from pyrestate.core.ids import InvocationId, new_invocation_id
 from pyrestate.core.model import CallerRef, Failure, JournalEntry, Target
+from pyrestate.identity import RequestSigner
 from pyrestate.invoker import attempt_protocol as ap
 from pyrestate.invoker.transport import ClientStream, Transport, TransportError, open_transport
 from pyrestate.protocol import service_protocol_pb2 as pb
@@ -110,7 +111,14 @@ class _Attempt:
 
 
 class Invoker:
-    def __init__(self, partition: Submitter, store: SqlitePartitionStore, schemas: Schemas) -> None:
+    def __init__(
+        self,
+        partition: Submitter,
+        store: SqlitePartitionStore,
+        schemas: Schemas,
+        signer: RequestSigner | None = None,
+    ) -> None:
+        self._signer = signer
         self._partition = partition
         self._store = store
         self._schemas = schemas
@@ -270,6 +278,8 @@ class Invoker:
         if target.key is not None:
             headers.append(("x-restate-service-key", quote(target.key, safe="")))
         path = f"/invoke/{target.service}/{target.handler}"
+        if self._signer is not None:
+            headers += self._signer.headers(path, target.key)
         stream = await self._transport(dep).open_stream(path, headers)
         attempt.stream = stream
         await stream.send(frames)

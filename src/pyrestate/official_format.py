@@ -1,0 +1,36 @@
+"""Values printed the way the official server (written in Rust) prints them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+_DURATION_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
+
+
+def format_duration(ms: int) -> str:
+    """The "friendly" compact form with days as the largest unit, e.g. ``1d 12h``."""
+    parts = []
+    for unit, size in _DURATION_UNITS:
+        count, ms = divmod(ms, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return " ".join(parts) or "0s"
+
+
+def format_timestamp(ms: int) -> str:
+    """RFC 3339 with nanoseconds, as the official server prints ``created_at``."""
+    seconds, millis = divmod(ms, 1000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{millis * 1_000_000:09d}Z"
+
+
+_DEBUG_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def rust_debug_str(s: str) -> str:
+    """A string as Rust's ``{:?}`` prints it: quoted, with escapes."""
+    escaped = "".join(
+        _DEBUG_ESCAPES.get(ch) or (f"\\u{{{ord(ch):x}}}" if ord(ch) < 0x20 or ch == "\x7f" else ch)
+        for ch in s
+    )
+    return f'"{escaped}"'
