@@ -38,6 +38,16 @@ def _handler_type(service: ServiceSchema, handler: HandlerSchema) -> HandlerType
 class SchemaView:
     def __init__(self, holder: RegistryHolder) -> None:
         self._holder = holder
+        # Routes and configs derived from one registry value; a new registry starts over.
+        self._cached_for: Registry | None = None
+        self._routes: dict[tuple[str, str], Route] = {}
+        self._configs: dict[tuple[str, str], ServiceConfig] = {}
+
+    def _cache(self) -> None:
+        if self._cached_for is not self._holder.current:
+            self._cached_for = self._holder.current
+            self._routes.clear()
+            self._configs.clear()
 
     # --- ingress
 
@@ -48,6 +58,13 @@ class SchemaView:
         return self._holder.current.service(service).ty != "Service"
 
     def route(self, service: str, handler: str) -> Route:
+        self._cache()
+        route = self._routes.get((service, handler))
+        if route is None:
+            route = self._routes[(service, handler)] = self._make_route(service, handler)
+        return route
+
+    def _make_route(self, service: str, handler: str) -> Route:
         svc, h = self._holder.current.resolve(service, handler)
         keyed = svc.ty != "Service"
         service_type = _SERVICE_TYPES[svc.ty]
@@ -83,6 +100,13 @@ class SchemaView:
         )
 
     def service_config(self, service: str, handler: str) -> ServiceConfig:
+        self._cache()
+        config = self._configs.get((service, handler))
+        if config is None:
+            config = self._configs[(service, handler)] = self._make_config(service, handler)
+        return config
+
+    def _make_config(self, service: str, handler: str) -> ServiceConfig:
         svc, _ = self._holder.current.resolve(service, handler)
         options = svc.handler_options(handler)
         p = options.retry_policy

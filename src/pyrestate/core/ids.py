@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
@@ -57,6 +57,8 @@ def partition_key_of(key: str | bytes) -> int:
 class InvocationId:
     partition_key: int
     uuid: bytes  # 16 bytes
+    # The text form, computed once: it is needed several times per invocation.
+    _text: str | None = field(default=None, compare=False, repr=False)
 
     def to_bytes(self) -> bytes:
         return self.partition_key.to_bytes(8, "big") + self.uuid
@@ -68,11 +70,15 @@ class InvocationId:
         return cls(int.from_bytes(raw[:8], "big"), bytes(raw[8:]))
 
     def __str__(self) -> str:
-        return (
-            "inv_1"
-            + _b62(_swap(self.partition_key.to_bytes(8, "big")), _PK_DIGITS)
-            + _b62(_swap(self.uuid), _UUID_DIGITS)
-        )
+        text = self._text
+        if text is None:
+            text = (
+                "inv_1"
+                + _b62(_swap(self.partition_key.to_bytes(8, "big")), _PK_DIGITS)
+                + _b62(_swap(self.uuid), _UUID_DIGITS)
+            )
+            object.__setattr__(self, "_text", text)
+        return text
 
     @classmethod
     def parse(cls, text: str) -> InvocationId:
@@ -92,7 +98,7 @@ class InvocationId:
             uuid = uuid_swapped.to_bytes(16, "little")
         except (OverflowError, IdError) as e:
             raise IdError("base62 decode error") from e
-        return cls(pk, uuid)
+        return cls(pk, uuid, text)
 
     def random_seed(self) -> int:
         """Seed for the SDK's deterministic RNG, stable for the life of the invocation."""
