@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Set
 from pathlib import Path
 
 from pyrestate.core.changes import Changes
@@ -117,9 +118,11 @@ def _status_row(st: InvocationStatus) -> tuple[object, ...]:
         t.handler_type.value if t.handler_type else None,
         st.created_at,
         st.modified_at,
-        json.dumps(st.headers),
+        json.dumps(st.headers) if st.headers else "[]",
         st.idempotency_key,
-        json.dumps([[str(c.invocation_id), c.completion_id] for c in st.callers]),
+        json.dumps([[str(c.invocation_id), c.completion_id] for c in st.callers])
+        if st.callers
+        else "[]",
         st.execution_time,
         st.inbox_seq,
         st.running_at,
@@ -133,8 +136,8 @@ def _status_row(st: InvocationStatus) -> tuple[object, ...]:
         failure.code if failure else None,
         failure.message if failure else None,
         st.last_failure_related,
-        json.dumps([sorted(st.waiting_completions), _signals(st.waiting_signals)]),
-        json.dumps([sorted(st.completions_seen), _signals(st.signals_seen)]),
+        _pair(st.waiting_completions, st.waiting_signals),
+        _pair(st.completions_seen, st.signals_seen),
         out.value if out is not None and out.failure is None else None,
         out.failure.code if out is not None and out.failure else None,
         out.failure.message if out is not None and out.failure else None,
@@ -143,8 +146,12 @@ def _status_row(st: InvocationStatus) -> tuple[object, ...]:
     )
 
 
-def _signals(signals: frozenset[int | str] | set[int | str]) -> list[int | str]:
-    return sorted(signals, key=lambda s: (isinstance(s, str), s))
+def _pair(completions: Set[int], signals: Set[int | str]) -> str:
+    """Completion and signal ids as one JSON text; most invocations have none."""
+    if not completions and not signals:
+        return "[[], []]"
+    ordered = sorted(signals, key=lambda s: (isinstance(s, str), s))
+    return json.dumps([sorted(completions), ordered])
 
 
 def _status_from_row(r: tuple) -> InvocationStatus:  # type: ignore[type-arg]
