@@ -25,17 +25,45 @@ from harness import Deployment, Server, wait_until
 # which never answers fails the test quickly.
 CALL_TIMEOUT = 20.0
 
+
+@pytest.fixture
+def waiting(request: pytest.FixtureRequest, deployment: Callable[..., Deployment]) -> None:
+    """examples/waiting.py, deployed over HTTP/2 unless the test is parametrized with
+    ``both_transports`` (``request.param``: over HTTP/1.1)."""
+    deployment("waiting", http1=getattr(request, "param", False))
+
+
+# Every test here runs against the waiting services.
+pytestmark = pytest.mark.usefixtures("waiting")
+
 both_transports = pytest.mark.parametrize(
-    "http1", [False, True], ids=["http2-bidi", "http1-request-response"]
+    "waiting", [False, True], ids=["http2-bidi", "http1-request-response"], indirect=True
 )
+
+# A Payment/pay call under way, and the id of the awakeable it waits on.
+Payment = tuple[Future[httpx.Response], str]
 
 
 @pytest.fixture
-def background() -> Iterator[ThreadPoolExecutor]:
-    """Runs ingress calls that block (on an awakeable, a timer) while the test acts."""
+def pay(server: Server, count_dir: Path) -> Iterator[Callable[..., Payment]]:
+    """Starts a Payment/pay call on a background thread (it blocks on its awakeable while
+    the test acts): ``pay(tag, **args)`` returns the call and the awakeable id it published.
+    """
     pool = ThreadPoolExecutor(max_workers=4)
+
+    def start(tag: str, **args: Any) -> Payment:
+        call = pool.submit(post, server, "Payment/pay", {"tag": tag, **args})
+        path = count_dir / f"awakeable-{tag}.id"
+        wait_until(lambda: path.exists() or call.done(), timeout=15, what=f"awakeable id of {tag}")
+        if not path.exists():
+            resp = call.result()
+            pytest.fail(
+                f"pay returned before publishing its awakeable: {resp.status_code} {resp.text}"
+            )
+        return call, path.read_text()
+
     try:
-        yield pool
+        yield start
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -58,16 +86,6 @@ def lines(path: Path) -> list[str]:
         return path.read_text().splitlines()
     except FileNotFoundError:
         return []
-
-
-def awakeable_id(count_dir: Path, tag: str, call: Future[httpx.Response]) -> str:
-    """The id that Payment/pay published for `tag`, once its handler got that far."""
-    path = count_dir / f"awakeable-{tag}.id"
-    wait_until(lambda: path.exists() or call.done(), timeout=15, what=f"awakeable id of {tag}")
-    if not path.exists():
-        resp = call.result()
-        pytest.fail(f"pay returned before publishing its awakeable: {resp.status_code} {resp.text}")
-    return path.read_text()
 
 
 _ISO = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(?:Z|\+00:?00)$")
@@ -93,14 +111,15 @@ def attach(server: Server, invocation_id: str) -> httpx.Response:
     )
 
 
+def resolve(server: Server, awakeable_id: str, value: Any) -> httpx.Response:
+    return httpx.post(f"{server.ingress_url}/restate/awakeables/{awakeable_id}/resolve", json=value)
+
+
 # --- Durable timers
 
 
 @both_transports
-def test_sleep_completes_after_its_duration(
-    server: Server, deployment: Callable[..., Deployment], count_dir: Path, http1: bool
-) -> None:
-    deployment("waiting", http1=http1)
+def test_sleep_completes_after_its_duration(server: Server, count_dir: Path) -> None:
     t0 = time.time()
     result = ok(post(server, "Timers/nap", {"tag": "n", "millis": 2000}))
     elapsed = time.time() - t0
@@ -114,10 +133,7 @@ def test_sleep_completes_after_its_duration(
 
 
 @both_transports
-def test_sleep_survives_a_server_crash(
-    server: Server, deployment: Callable[..., Deployment], count_dir: Path, http1: bool
-) -> None:
-    deployment("waiting", http1=http1)
+def test_sleep_survives_a_server_crash(server: Server, count_dir: Path) -> None:
     t0 = time.time()
     inv = ok(post(server, "Timers/nap/send", {"tag": "c", "millis": 2000}), 202)["invocationId"]
     log = count_dir / "nap-c.log"
@@ -139,10 +155,7 @@ def test_sleep_survives_a_server_crash(
 # --- One-way and delayed messages through the ingress
 
 
-def test_delayed_send_is_scheduled_and_does_not_hold_the_key(
-    server: Server, deployment: Callable[..., Deployment]
-) -> None:
-    deployment("waiting")
+def test_delayed_send_is_scheduled_and_does_not_hold_the_key(server: Server) -> None:
     t0 = time.time()
     resp = post(server, "Mailbox/k/deliver/send?delay=2s", "delayed")
     accepted = ok(resp, 202)
@@ -173,10 +186,7 @@ def test_delayed_send_is_scheduled_and_does_not_hold_the_key(
     assert ok(output(server, inv)) == ["direct", "delayed"]
 
 
-def test_delayed_send_survives_a_server_crash(
-    server: Server, deployment: Callable[..., Deployment]
-) -> None:
-    deployment("waiting")
+def test_delayed_send_survives_a_server_crash(server: Server) -> None:
     t0 = time.time()
     inv = ok(post(server, "Mailbox/d/deliver/send?delay=2s", "delayed"), 202)["invocationId"]
     # Accepted means stored: the schedule must outlive a crash right after the answer.
@@ -189,9 +199,8 @@ def test_delayed_send_survives_a_server_crash(
 
 
 def test_one_way_sends_to_one_key_run_in_order_exactly_once(
-    server: Server, http: httpx.Client, deployment: Callable[..., Deployment]
+    server: Server, http: httpx.Client
 ) -> None:
-    deployment("waiting")
     n = 1000
     ids = set()
     # Sequentially from one client: each send is accepted before the next is made, so
@@ -216,10 +225,7 @@ def test_one_way_sends_to_one_key_run_in_order_exactly_once(
 
 @pytest.mark.calls
 @both_transports
-def test_fan_out_fan_in_with_invocation_ids(
-    server: Server, deployment: Callable[..., Deployment], http1: bool
-) -> None:
-    deployment("waiting", http1=http1)
+def test_fan_out_fan_in_with_invocation_ids(server: Server) -> None:
     result = ok(post(server, "Caller/fanOut", 10))
     assert result["results"] == [i * i for i in range(10)]
     ids = result["ids"]
@@ -231,10 +237,7 @@ def test_fan_out_fan_in_with_invocation_ids(
 
 @pytest.mark.calls
 @both_transports
-def test_one_way_and_delayed_sends_from_a_handler(
-    server: Server, deployment: Callable[..., Deployment], http1: bool
-) -> None:
-    deployment("waiting", http1=http1)
+def test_one_way_and_delayed_sends_from_a_handler(server: Server) -> None:
     t0 = time.time()
     sent = ok(post(server, "Caller/sendAll", {"key": "m", "delayMs": 1000}))
     # The sender does not wait for its messages to run, not even the delayed one.
@@ -261,10 +264,7 @@ def test_one_way_and_delayed_sends_from_a_handler(
 
 @pytest.mark.calls
 @both_transports
-def test_call_to_an_object_queues_behind_the_running_invocation(
-    server: Server, deployment: Callable[..., Deployment], http1: bool
-) -> None:
-    deployment("waiting", http1=http1)
+def test_call_to_an_object_queues_behind_the_running_invocation(server: Server) -> None:
     ok(post(server, "Mailbox/q/hold/send", 1500), 202)
     t0 = time.time()
     result = ok(post(server, "Caller/callObject", {"key": "q", "msg": "x"}))
@@ -279,37 +279,25 @@ def test_call_to_an_object_queues_behind_the_running_invocation(
 
 @both_transports
 def test_awakeable_resolved_through_the_ingress(
-    server: Server,
-    deployment: Callable[..., Deployment],
-    count_dir: Path,
-    background: ThreadPoolExecutor,
-    http1: bool,
+    server: Server, count_dir: Path, pay: Callable[..., Payment]
 ) -> None:
-    deployment("waiting", http1=http1)
-    call = background.submit(post, server, "Payment/pay", {"tag": "ok"})
-    aid = awakeable_id(count_dir, "ok", call)
+    call, aid = pay("ok")
     assert not call.done(), "pay finished without its callback"
     payload = {"status": "paid", "amount": 42}
-    resp = httpx.post(f"{server.ingress_url}/restate/awakeables/{aid}/resolve", json=payload)
+    resp = resolve(server, aid, payload)
     assert resp.status_code == 202, f"{resp.status_code} {resp.text}"
     assert ok(call.result()) == {"tag": "ok", "confirmation": payload}
     # Resolving again after the fact is accepted and changes nothing.
-    again = httpx.post(f"{server.ingress_url}/restate/awakeables/{aid}/resolve", json={"late": 1})
+    again = resolve(server, aid, {"late": 1})
     assert again.status_code == 202, f"{again.status_code} {again.text}"
     assert lines(count_dir / "pay-ok.log") == ["resumed"]
 
 
 @both_transports
 def test_awakeable_rejected_through_the_ingress(
-    server: Server,
-    deployment: Callable[..., Deployment],
-    count_dir: Path,
-    background: ThreadPoolExecutor,
-    http1: bool,
+    server: Server, count_dir: Path, pay: Callable[..., Payment]
 ) -> None:
-    deployment("waiting", http1=http1)
-    call = background.submit(post, server, "Payment/pay", {"tag": "no"})
-    aid = awakeable_id(count_dir, "no", call)
+    call, aid = pay("no")
     resp = httpx.post(
         f"{server.ingress_url}/restate/awakeables/{aid}/reject",
         content=b"card declined",
@@ -325,20 +313,13 @@ def test_awakeable_rejected_through_the_ingress(
 
 @both_transports
 def test_awakeable_resolved_before_it_is_awaited_and_only_once(
-    server: Server,
-    deployment: Callable[..., Deployment],
-    count_dir: Path,
-    background: ThreadPoolExecutor,
-    http1: bool,
+    server: Server, count_dir: Path, pay: Callable[..., Payment]
 ) -> None:
-    deployment("waiting", http1=http1)
     # The handler sleeps a second between publishing the id and awaiting it.
-    call = background.submit(post, server, "Payment/pay", {"tag": "early", "delayMs": 1000})
-    aid = awakeable_id(count_dir, "early", call)
+    call, aid = pay("early", delayMs=1000)
     published = time.time()
-    url = f"{server.ingress_url}/restate/awakeables/{aid}/resolve"
-    first = httpx.post(url, json={"n": 1})
-    second = httpx.post(url, json={"n": 2})
+    first = resolve(server, aid, {"n": 1})
+    second = resolve(server, aid, {"n": 2})
     assert time.time() - published < 0.9, "resolutions too slow to precede the await"
     assert (first.status_code, second.status_code) == (202, 202), (first.text, second.text)
     assert ok(call.result()) == {"tag": "early", "confirmation": {"n": 1}}
@@ -346,10 +327,7 @@ def test_awakeable_resolved_before_it_is_awaited_and_only_once(
 
 
 @both_transports
-def test_awakeable_survives_a_server_crash(
-    server: Server, deployment: Callable[..., Deployment], count_dir: Path, http1: bool
-) -> None:
-    deployment("waiting", http1=http1)
+def test_awakeable_survives_a_server_crash(server: Server, count_dir: Path) -> None:
     inv = ok(post(server, "Payment/pay/send", {"tag": "crash"}), 202)["invocationId"]
     path = count_dir / "awakeable-crash.id"
     wait_until(path.exists, timeout=15, what="awakeable id published")
@@ -357,7 +335,7 @@ def test_awakeable_survives_a_server_crash(
     # Over HTTP/1.1 the invocation is suspended by now; over HTTP/2 its stream is open.
     server.kill()
     server.start()
-    resp = httpx.post(f"{server.ingress_url}/restate/awakeables/{aid}/resolve", json="late")
+    resp = resolve(server, aid, "late")
     assert resp.status_code == 202, f"{resp.status_code} {resp.text}"
     assert ok(attach(server, inv)) == {"tag": "crash", "confirmation": "late"}
     assert lines(count_dir / "pay-crash.log") == ["resumed"]
@@ -366,19 +344,13 @@ def test_awakeable_survives_a_server_crash(
 @pytest.mark.calls
 @both_transports
 def test_awakeable_completed_by_another_handler(
-    server: Server,
-    deployment: Callable[..., Deployment],
-    count_dir: Path,
-    background: ThreadPoolExecutor,
-    http1: bool,
+    server: Server, count_dir: Path, pay: Callable[..., Payment]
 ) -> None:
-    deployment("waiting", http1=http1)
-    paid = background.submit(post, server, "Payment/pay", {"tag": "a"})
-    ok(post(server, "Payment/confirm", {"id": awakeable_id(count_dir, "a", paid), "value": "yes"}))
+    paid, aid = pay("a")
+    ok(post(server, "Payment/confirm", {"id": aid, "value": "yes"}))
     assert ok(paid.result()) == {"tag": "a", "confirmation": "yes"}
 
-    declined = background.submit(post, server, "Payment/pay", {"tag": "b"})
-    aid = awakeable_id(count_dir, "b", declined)
+    declined, aid = pay("b")
     ok(post(server, "Payment/decline", {"id": aid, "reason": "insufficient funds", "code": 402}))
     failed = declined.result()
     # The failure code chosen by the rejecting handler reaches the client.
@@ -388,10 +360,7 @@ def test_awakeable_completed_by_another_handler(
 
 @pytest.mark.calls
 @both_transports
-def test_select_picks_the_awakeable_before_the_timeout(
-    server: Server, deployment: Callable[..., Deployment], http1: bool
-) -> None:
-    deployment("waiting", http1=http1)
+def test_select_picks_the_awakeable_before_the_timeout(server: Server) -> None:
     t0 = time.time()
     # A delayed one-way call from the handler itself resolves the awakeable at ~100 ms.
     result = ok(post(server, "Race/signalOrTimeout", {"timeoutMs": 1000, "resolveAfterMs": 100}))
@@ -400,10 +369,7 @@ def test_select_picks_the_awakeable_before_the_timeout(
 
 
 @both_transports
-def test_select_picks_the_timeout_when_nobody_resolves(
-    server: Server, deployment: Callable[..., Deployment], http1: bool
-) -> None:
-    deployment("waiting", http1=http1)
+def test_select_picks_the_timeout_when_nobody_resolves(server: Server) -> None:
     t0 = time.time()
     result = ok(post(server, "Race/signalOrTimeout", {"timeoutMs": 1000}))
     assert result == {"winner": "timeout", "value": None}
@@ -415,9 +381,8 @@ def test_select_picks_the_timeout_when_nobody_resolves(
 
 @both_transports
 def test_saga_runs_compensations_in_reverse_on_terminal_error(
-    server: Server, deployment: Callable[..., Deployment], count_dir: Path, http1: bool
+    server: Server, count_dir: Path
 ) -> None:
-    deployment("waiting", http1=http1)
     steps = ["flight", "car", "hotel", "payment"]
     resp = post(server, "Saga/book", {"tag": "trip", "steps": steps, "failAt": "payment"})
     assert resp.status_code == 402, f"{resp.status_code} {resp.text}"
@@ -434,10 +399,7 @@ def test_saga_runs_compensations_in_reverse_on_terminal_error(
 
 
 @both_transports
-def test_random_is_the_same_across_a_retry(
-    server: Server, deployment: Callable[..., Deployment], count_dir: Path, http1: bool
-) -> None:
-    deployment("waiting", http1=http1)
+def test_random_is_the_same_across_a_retry(server: Server, count_dir: Path) -> None:
     result = ok(post(server, "Dice/roll", "d"))
     attempts = lines(count_dir / "dice-d.log")
     # Two attempts got past the run; the second one drew what the first one drew.

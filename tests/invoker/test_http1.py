@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import pytest
-import restate
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
+from transport_helpers import discover_sdk_app, exchange, free_port, hypercorn_server, raw_server
 
 from pyrestate.invoker.http1 import H1Transport
-from pyrestate.invoker.transport import TransportError, open_transport, parse_base_uri
+from pyrestate.invoker.transport import TransportError, open_transport, parse_base_uri, read_body
 
 # -- test servers ---------------------------------------------------------------------
 
@@ -51,50 +47,9 @@ async def app(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-@contextlib.asynccontextmanager
-async def hypercorn_server(asgi=app, **config: object) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    port = sock.getsockname()[1]
-    cfg = Config()
-    cfg.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) the socket
-    cfg.graceful_timeout = 0.2
-    cfg.loglevel = "WARNING"
-    for key, value in config.items():
-        setattr(cfg, key, value)
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(asgi, cfg, shutdown_trigger=stop.wait))
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 5)
-
-
-@contextlib.asynccontextmanager
-async def raw_server(
-    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[str]:
-    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await handler(reader, writer)
-        except (OSError, asyncio.IncompleteReadError):
-            pass  # the client went away: expected in these tests
-        finally:
-            writer.transport.abort()
-
-    srv = await asyncio.start_server(guarded, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
-    finally:
-        srv.close()
-        await srv.wait_closed()
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
-    async with hypercorn_server() as uri:
+    async with hypercorn_server(app) as uri:
         yield uri
 
 
@@ -102,28 +57,11 @@ def h1(uri: str, **kwargs: object) -> H1Transport:
     return H1Transport(parse_base_uri(uri), **kwargs)  # type: ignore[arg-type]
 
 
-async def read_all(stream) -> bytes:
-    parts = []
-    while (chunk := await stream.receive()) is not None:
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-async def exchange(transport, path: str, *chunks: bytes) -> tuple[int, dict[str, str], bytes]:
-    stream = await transport.open_stream(path, [("content-type", "application/octet-stream")])
-    for chunk in chunks:
-        await stream.send(chunk)
-    await stream.end_request()
-    status, headers = await stream.response_head()
-    return status, headers, await read_all(stream)
-
-
 # -- tests ----------------------------------------------------------------------------
 
 
 async def test_chunked_and_content_length_responses(server: str) -> None:
-    transport = open_transport(server, "HTTP/1.1")
-    try:
+    async with aclosing(open_transport(server, "HTTP/1.1")) as transport:
         status, headers, body = await exchange(transport, "/echo", b"hello ", b"world")
         assert status == 200
         assert headers["transfer-encoding"] == "chunked"
@@ -134,30 +72,24 @@ async def test_chunked_and_content_length_responses(server: str) -> None:
         await stream.end_request()
         stream.write(b"dropped")  # after end_request: ignored, never raises
         assert (await stream.response_head())[0] == 200
-        assert await read_all(stream) == b"sync async"
+        assert await read_body(stream) == b"sync async"
         status, headers, body = await exchange(transport, "/fixed", b"abc")
         assert status == 201
         assert body == b"POST /fixed 1.1 3"
         assert headers["content-length"] == str(len(body))
-    finally:
-        await transport.aclose()
 
 
 async def test_large_body_both_directions(server: str) -> None:
-    transport = open_transport(server, "HTTP/1.1")
     payload = bytes(range(256)) * 20_000  # ~5 MB
-    try:
+    async with aclosing(open_transport(server, "HTTP/1.1")) as transport:
         _, _, body = await asyncio.wait_for(
             exchange(transport, "/echo", payload[:1000], payload), 10
         )
         assert body == payload[:1000] + payload
-    finally:
-        await transport.aclose()
 
 
 async def test_keep_alive_reuses_one_connection(server: str) -> None:
-    transport = h1(server)
-    try:
+    async with aclosing(h1(server)) as transport:
         ports = set()
         for i in range(5):
             _, headers, body = await exchange(transport, "/echo", b"%d" % i)
@@ -167,66 +99,53 @@ async def test_keep_alive_reuses_one_connection(server: str) -> None:
         ports.add(response.headers["x-client-port"])
         assert len(ports) == 1
         assert transport._count == 1
-    finally:
-        await transport.aclose()
 
 
 async def test_concurrent_requests_bounded_pool(server: str) -> None:
-    transport = h1(server, max_connections=4)
-    ports: set[str] = set()
+    async with aclosing(h1(server, max_connections=4)) as transport:
+        ports: set[str] = set()
 
-    async def one(i: int) -> None:
-        _, headers, body = await exchange(transport, "/echo", b"req-%d" % i)
-        assert body == b"req-%d" % i
-        ports.add(headers["x-client-port"])
+        async def one(i: int) -> None:
+            _, headers, body = await exchange(transport, "/echo", b"req-%d" % i)
+            assert body == b"req-%d" % i
+            ports.add(headers["x-client-port"])
 
-    try:
         await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(100))), 10)
         assert 1 < len(ports) <= 4
         assert transport._count == len(transport._idle) <= 4
-    finally:
-        await transport.aclose()
 
 
 async def test_default_pool_opens_connections_for_concurrency(server: str) -> None:
-    transport = open_transport(server, "HTTP/1.1")
-    try:
+    async with aclosing(open_transport(server, "HTTP/1.1")) as transport:
         results = await asyncio.gather(*(exchange(transport, "/echo", b"x") for _ in range(20)))
         assert len({headers["x-client-port"] for _, headers, _ in results}) > 1
-    finally:
-        await transport.aclose()
 
 
 async def test_one_shot_request_and_base_path() -> None:
-    async with hypercorn_server() as uri:
-        transport = open_transport(uri + "/some/prefix/", "HTTP/1.1")
-        try:
-            response = await transport.request("GET", "/fixed", [("accept", "text/plain")])
-            assert response.status == 201
-            assert response.body == b"GET /some/prefix/fixed 1.1 0"
-            posted = await transport.request("POST", "echo", [], body=b"abc")
-            assert posted.body == b"abc"
-            assert posted.headers["x-path"] == "/some/prefix/echo"
-        finally:
-            await transport.aclose()
+    async with (
+        hypercorn_server(app) as uri,
+        aclosing(open_transport(uri + "/some/prefix/", "HTTP/1.1")) as transport,
+    ):
+        response = await transport.request("GET", "/fixed", [("accept", "text/plain")])
+        assert response.status == 201
+        assert response.body == b"GET /some/prefix/fixed 1.1 0"
+        posted = await transport.request("POST", "echo", [], body=b"abc")
+        assert posted.body == b"abc"
+        assert posted.headers["x-path"] == "/some/prefix/echo"
 
 
 async def test_request_timeout(server: str) -> None:
-    transport = h1(server)
-    try:
+    async with aclosing(h1(server)) as transport:
         started = time.monotonic()
         with pytest.raises(TransportError, match=r"timed out after 0\.2s"):
             await transport.request("GET", "/slow", [], timeout=0.2)
         assert time.monotonic() - started < 2
         assert transport._count == 0  # the busy connection was closed, not leaked
         assert (await transport.request("GET", "/fixed", [])).status == 201
-    finally:
-        await transport.aclose()
 
 
 async def test_abort_closes_connection(server: str) -> None:
-    transport = h1(server)
-    try:
+    async with aclosing(h1(server)) as transport:
         stream = await transport.open_stream("/slow", [])
         await stream.end_request()
         pending = asyncio.create_task(stream.response_head())
@@ -236,8 +155,6 @@ async def test_abort_closes_connection(server: str) -> None:
         with pytest.raises(TransportError, match="aborted"):
             await asyncio.wait_for(pending, 2)
         assert transport._count == 0
-    finally:
-        await transport.aclose()
 
 
 async def test_aclose_fails_in_flight_exchange(server: str) -> None:
@@ -255,9 +172,7 @@ async def test_aclose_fails_in_flight_exchange(server: str) -> None:
 
 
 async def test_connection_refused_is_fast() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     transport = open_transport(f"http://127.0.0.1:{port}", "HTTP/1.1")
     started = time.monotonic()
     stream = await transport.open_stream("/echo", [])
@@ -280,14 +195,10 @@ async def test_read_until_close_response() -> None:
         writer.write(b"part two")
         writer.close()
 
-    async with raw_server(handler) as uri:
-        transport = h1(uri)
-        try:
-            response = await transport.request("GET", "/", [])
-            assert response.body == b"part one, part two"
-            assert transport._count == 0  # not reusable: closed
-        finally:
-            await transport.aclose()
+    async with raw_server(handler) as uri, aclosing(h1(uri)) as transport:
+        response = await transport.request("GET", "/", [])
+        assert response.body == b"part one, part two"
+        assert transport._count == 0  # not reusable: closed
 
 
 async def test_server_dies_mid_response() -> None:
@@ -297,17 +208,13 @@ async def test_server_dies_mid_response() -> None:
         await writer.drain()
         writer.transport.abort()
 
-    async with raw_server(handler) as uri:
-        transport = h1(uri)
-        try:
-            stream = await transport.open_stream("/", [])
-            await stream.end_request()
-            assert (await stream.response_head())[0] == 200
-            with pytest.raises(TransportError, match=uri.removeprefix("http://")):
-                await asyncio.wait_for(read_all(stream), 2)
-            assert transport._count == 0
-        finally:
-            await transport.aclose()
+    async with raw_server(handler) as uri, aclosing(h1(uri)) as transport:
+        stream = await transport.open_stream("/", [])
+        await stream.end_request()
+        assert (await stream.response_head())[0] == 200
+        with pytest.raises(TransportError, match=uri.removeprefix("http://")):
+            await asyncio.wait_for(read_body(stream), 2)
+        assert transport._count == 0
 
 
 async def test_stale_pooled_connection_is_retried_once() -> None:
@@ -323,45 +230,24 @@ async def test_stale_pooled_connection_is_retried_once() -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.transport.abort()
 
-    async with raw_server(handler) as uri:
-        transport = h1(uri)
-        try:
-            assert (await transport.request("GET", "/", [])).body == b"ok"
-            assert (await transport.request("GET", "/", [])).body == b"ok"
-            assert connections == 2
-        finally:
-            await transport.aclose()
+    async with raw_server(handler) as uri, aclosing(h1(uri)) as transport:
+        assert (await transport.request("GET", "/", [])).body == b"ok"
+        assert (await transport.request("GET", "/", [])).body == b"ok"
+        assert connections == 2
 
 
 async def test_idle_connection_closed_by_server_is_not_reused() -> None:
-    async with hypercorn_server(keep_alive_timeout=0.1) as uri:
-        transport = h1(uri, idle_timeout=10)
-        try:
-            first = await transport.request("GET", "/fixed", [])
-            await asyncio.sleep(0.4)  # hypercorn closed the idle connection meanwhile
-            second = await transport.request("GET", "/fixed", [])
-            assert second.status == 201
-            assert first.headers["x-client-port"] != second.headers["x-client-port"]
-        finally:
-            await transport.aclose()
+    async with (
+        hypercorn_server(app, keep_alive_timeout=0.1) as uri,
+        aclosing(h1(uri, idle_timeout=10)) as transport,
+    ):
+        first = await transport.request("GET", "/fixed", [])
+        await asyncio.sleep(0.4)  # hypercorn closed the idle connection meanwhile
+        second = await transport.request("GET", "/fixed", [])
+        assert second.status == 201
+        assert first.headers["x-client-port"] != second.headers["x-client-port"]
 
 
 async def test_restate_sdk_discovery_reports_request_response() -> None:
-    greeter = restate.Service("Greeter")
-
-    @greeter.handler()
-    async def greet(ctx: restate.Context, name: str) -> str:
-        return f"Hello {name}"
-
-    async with hypercorn_server(restate.app([greeter])) as uri:
-        transport = open_transport(uri, "HTTP/1.1")
-        try:
-            response = await transport.request(
-                "GET", "/discover", [("accept", "application/vnd.restate.endpointmanifest.v3+json")]
-            )
-            assert response.status == 200, response.body
-            manifest = json.loads(response.body)
-            assert manifest["protocolMode"] == "REQUEST_RESPONSE"
-            assert [s["name"] for s in manifest["services"]] == ["Greeter"]
-        finally:
-            await transport.aclose()
+    _, manifest = await discover_sdk_app("HTTP/1.1")
+    assert manifest["protocolMode"] == "REQUEST_RESPONSE"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -15,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 
 import h2.config
@@ -23,69 +23,24 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import pytest
-import restate
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
+from transport_helpers import (
+    discover_sdk_app,
+    echo_app,
+    exchange,
+    free_port,
+    hypercorn_server,
+    raw_server,
+)
 
 from pyrestate.invoker.http2 import STREAM_WINDOW, H2Transport
-from pyrestate.invoker.transport import TransportError, open_transport, parse_base_uri
+from pyrestate.invoker.transport import TransportError, open_transport, parse_base_uri, read_body
 
 # -- test servers ---------------------------------------------------------------------
 
 
-async def echo_app(scope, receive, send) -> None:
-    """/echo streams every request chunk straight back; /hello answers a one-shot."""
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    client_port = str(scope["client"][1]).encode()
-    if scope["path"].endswith("/hello"):
-        body = f"hello {scope['method']} {scope['path']} {scope['http_version']}".encode()
-        headers = [(b"x-multi", b"a"), (b"x-multi", b"b"), (b"x-client-port", client_port)]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return
-    # Headers go out before any body is read: clients can see the head immediately.
-    headers = [(b"x-client-port", client_port), (b"x-path", scope["path"].encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        if message.get("body"):
-            await send({"type": "http.response.body", "body": message["body"], "more_body": True})
-        if not message.get("more_body"):
-            break
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-@contextlib.asynccontextmanager
-async def hypercorn_server(app=echo_app, **config: object) -> AsyncIterator[str]:
-    """Run hypercorn in this event loop on a fresh loopback port; yield its base URI."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    port = sock.getsockname()[1]
-    cfg = Config()
-    cfg.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) the socket
-    cfg.graceful_timeout = 0.2
-    cfg.loglevel = "WARNING"
-    for key, value in config.items():
-        setattr(cfg, key, value)
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(app, cfg, shutdown_trigger=stop.wait))
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 5)
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
-    async with hypercorn_server() as uri:
+    async with hypercorn_server(echo_app) as uri:
         yield uri
 
 
@@ -93,25 +48,11 @@ def h2_transport(uri: str, **kwargs: object) -> H2Transport:
     return H2Transport(parse_base_uri(uri), **kwargs)  # type: ignore[arg-type]
 
 
-async def read_all(stream) -> bytes:
-    parts = []
-    while (chunk := await stream.receive()) is not None:
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # -- tests ----------------------------------------------------------------------------
 
 
 async def test_full_duplex_echo(server: str) -> None:
-    transport = open_transport(server, "HTTP/2.0")
-    try:
+    async with aclosing(open_transport(server, "HTTP/2.0")) as transport:
         stream = await transport.open_stream("/echo", [("content-type", "application/x")])
         # The head arrives before we send any body: hypercorn flushes it at response start.
         status, headers = await asyncio.wait_for(stream.response_head(), 2)
@@ -127,84 +68,67 @@ async def test_full_duplex_echo(server: str) -> None:
         assert await stream.receive() is None  # stays at the end
         stream.abort()  # a no-op once complete
         stream.write(b"dropped")  # never raises
-    finally:
-        await transport.aclose()
 
 
 async def test_many_concurrent_streams_share_one_connection() -> None:
-    async with hypercorn_server(h2_max_concurrent_streams=1000) as uri:
-        transport = h2_transport(uri)
+    async with (
+        hypercorn_server(echo_app, h2_max_concurrent_streams=1000) as uri,
+        aclosing(h2_transport(uri)) as transport,
+    ):
         ports: set[str] = set()
 
         async def one(i: int) -> None:
-            stream = await transport.open_stream("/echo", [])
-            await stream.send(b"%d-" % i)
-            await asyncio.sleep(0)  # interleave with other streams
-            await stream.send(b"payload")
-            await stream.end_request()
-            _, headers = await stream.response_head()
+            # exchange() yields between the chunks: the streams interleave.
+            _, headers, body = await exchange(transport, "/echo", b"%d-" % i, b"payload")
             ports.add(headers["x-client-port"])
-            assert await read_all(stream) == b"%d-payload" % i
+            assert body == b"%d-payload" % i
 
-        try:
-            await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(200))), 10)
-            assert len(ports) == 1
-            assert len(transport._conns) == 1
-            assert not transport._conns[0].streams  # every slot released
-        finally:
-            await transport.aclose()
+        await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(200))), 10)
+        assert len(ports) == 1
+        assert len(transport._conns) == 1
+        assert not transport._conns[0].streams  # every slot released
 
 
 async def test_peer_stream_limit_queues_on_one_connection(server: str) -> None:
     """hypercorn allows 100 concurrent streams; exceeding that would kill the connection."""
-    transport = h2_transport(server, max_connections=1)
-    ports: set[str] = set()
+    async with aclosing(h2_transport(server, max_connections=1)) as transport:
+        ports: set[str] = set()
 
-    async def one(i: int) -> None:
-        stream = await transport.open_stream("/echo", [])
-        await stream.send(b"%d" % i)
-        await stream.end_request()
-        _, headers = await stream.response_head()
-        ports.add(headers["x-client-port"])
-        assert await read_all(stream) == b"%d" % i
+        async def one(i: int) -> None:
+            _, headers, body = await exchange(transport, "/echo", b"%d" % i)
+            ports.add(headers["x-client-port"])
+            assert body == b"%d" % i
 
-    try:
         await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(250))), 10)
         assert len(ports) == 1
-    finally:
-        await transport.aclose()
 
 
 async def test_peer_stream_limit_overflows_to_more_connections(server: str) -> None:
-    transport = h2_transport(server)
-    ports: set[str] = set()
-    opened = 0
-    all_open = asyncio.Event()
+    async with aclosing(h2_transport(server)) as transport:
+        ports: set[str] = set()
+        opened = 0
+        all_open = asyncio.Event()
 
-    async def one(i: int) -> None:
-        nonlocal opened
-        stream = await transport.open_stream("/echo", [])
-        _, headers = await stream.response_head()
-        ports.add(headers["x-client-port"])
-        opened += 1
-        if opened == 250:
-            all_open.set()
-        await all_open.wait()  # all 250 streams are open at the same time
-        await stream.send(b"x")
-        await stream.end_request()
-        assert await read_all(stream) == b"x"
+        async def one(i: int) -> None:
+            nonlocal opened
+            stream = await transport.open_stream("/echo", [])
+            _, headers = await stream.response_head()
+            ports.add(headers["x-client-port"])
+            opened += 1
+            if opened == 250:
+                all_open.set()
+            await all_open.wait()  # all 250 streams are open at the same time
+            await stream.send(b"x")
+            await stream.end_request()
+            assert await read_body(stream) == b"x"
 
-    try:
         await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(250))), 10)
         assert len(ports) == 3  # 100 + 100 + 50
-    finally:
-        await transport.aclose()
 
 
 async def test_large_bodies_both_directions(server: str) -> None:
-    transport = open_transport(server, "HTTP/2.0")
     payload = os.urandom(256 * 1024) * 24  # 6 MiB: many windows' worth both ways
-    try:
+    async with aclosing(open_transport(server, "HTTP/2.0")) as transport:
         stream = await transport.open_stream("/echo", [])
 
         async def writer() -> None:
@@ -214,12 +138,10 @@ async def test_large_bodies_both_directions(server: str) -> None:
             await stream.end_request()
 
         write_task = asyncio.create_task(writer())
-        received = await asyncio.wait_for(read_all(stream), 10)
+        received = await asyncio.wait_for(read_body(stream), 10)
         await write_task
         assert len(received) == len(payload)
         assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
-    finally:
-        await transport.aclose()
 
 
 async def test_unread_response_data_backpressures_the_deployment() -> None:
@@ -235,50 +157,41 @@ async def test_unread_response_data_backpressures_the_deployment() -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
-    async with hypercorn_server(firehose) as uri:
-        transport = h2_transport(uri)
-        try:
-            stream = await transport.open_stream("/", [])
-            await stream.end_request()
-            await asyncio.sleep(0.3)  # the deployment sends as fast as we let it
-            assert 0 < stream._in_bytes <= STREAM_WINDOW
-            assert len(await asyncio.wait_for(read_all(stream), 10)) == total
-        finally:
-            await transport.aclose()
+    async with hypercorn_server(firehose) as uri, aclosing(h2_transport(uri)) as transport:
+        stream = await transport.open_stream("/", [])
+        await stream.end_request()
+        await asyncio.sleep(0.3)  # the deployment sends as fast as we let it
+        assert 0 < stream._in_bytes <= STREAM_WINDOW
+        assert len(await asyncio.wait_for(read_body(stream), 10)) == total
 
 
 async def test_send_buffers_without_blocking_while_peer_window_is_closed(server: str) -> None:
     """Small sends return at once even when the reader is not consuming the echo."""
-    transport = open_transport(server, "HTTP/2.0")
-    try:
+    async with aclosing(open_transport(server, "HTTP/2.0")) as transport:
         stream = await transport.open_stream("/echo", [])
         for _ in range(200):
             await asyncio.wait_for(stream.send(b"y" * 1000), 1)
         await stream.end_request()
-        assert await asyncio.wait_for(read_all(stream), 5) == b"y" * 200_000
-    finally:
-        await transport.aclose()
+        assert await asyncio.wait_for(read_body(stream), 5) == b"y" * 200_000
 
 
 async def test_one_shot_request_and_base_path() -> None:
-    async with hypercorn_server() as uri:
-        transport = open_transport(uri + "/some/prefix/", "HTTP/2.0")
-        try:
-            response = await transport.request("GET", "/hello", [("accept", "text/plain")])
-            assert response.status == 200
-            assert response.body == b"hello GET /some/prefix/hello 2"
-            assert response.headers["x-multi"] == "a, b"
-            posted = await transport.request("POST", "echo", [], body=b"abc")
-            assert posted.status == 200
-            assert posted.body == b"abc"
-            assert posted.headers["x-path"] == "/some/prefix/echo"
-        finally:
-            await transport.aclose()
+    async with (
+        hypercorn_server(echo_app) as uri,
+        aclosing(open_transport(uri + "/some/prefix/", "HTTP/2.0")) as transport,
+    ):
+        response = await transport.request("GET", "/hello", [("accept", "text/plain")])
+        assert response.status == 200
+        assert response.body == b"hello GET /some/prefix/hello 2"
+        assert response.headers["x-multi"] == "a, b"
+        posted = await transport.request("POST", "echo", [], body=b"abc")
+        assert posted.status == 200
+        assert posted.body == b"abc"
+        assert posted.headers["x-path"] == "/some/prefix/echo"
 
 
 async def test_abort_resets_stream_and_keeps_connection(server: str) -> None:
-    transport = h2_transport(server)
-    try:
+    async with aclosing(h2_transport(server)) as transport:
         stream = await transport.open_stream("/echo", [])
         await stream.send(b"a")
         assert await stream.receive() == b"a"
@@ -291,8 +204,6 @@ async def test_abort_resets_stream_and_keeps_connection(server: str) -> None:
         assert response.status == 200
         assert len(transport._conns) == 1
         assert not transport._conns[0].streams
-    finally:
-        await transport.aclose()
 
 
 async def test_connection_refused_is_fast() -> None:
@@ -346,38 +257,20 @@ async def test_http1_only_peer_fails_cleanly() -> None:
         await writer.drain()
         writer.close()
 
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    transport = open_transport(f"http://127.0.0.1:{port}", "HTTP/2.0", connect_timeout=2)
-    try:
-        with pytest.raises(TransportError, match=f"127.0.0.1:{port}"):
+    async with (
+        raw_server(handle) as uri,
+        aclosing(open_transport(uri, "HTTP/2.0", connect_timeout=2)) as transport,
+    ):
+        with pytest.raises(TransportError, match=uri.removeprefix("http://")):
             await asyncio.wait_for(transport.open_stream("/echo", []), 3)
-    finally:
-        await transport.aclose()
-        srv.close()
-        await srv.wait_closed()
 
 
+# Run from this directory (on the child's sys.path as the current one).
 _SUBPROCESS_SERVER = """
-import asyncio, socket, sys
+import asyncio, sys
 from hypercorn.asyncio import serve
-from hypercorn.config import Config
-
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        if message.get("body"):
-            await send({"type": "http.response.body", "body": message["body"], "more_body": True})
-
-cfg = Config()
-cfg.bind = ["fd://" + sys.argv[1]]
-cfg.loglevel = "WARNING"
-asyncio.run(serve(app, cfg))
+from transport_helpers import echo_app, hypercorn_config
+asyncio.run(serve(echo_app, hypercorn_config(int(sys.argv[1]))))
 """
 
 
@@ -387,7 +280,9 @@ async def test_server_killed_mid_stream_fails_streams_then_reconnect_fails_fast(
     sock.listen(128)
     port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SUBPROCESS_SERVER, str(sock.fileno())], pass_fds=[sock.fileno()]
+        [sys.executable, "-c", _SUBPROCESS_SERVER, str(sock.fileno())],
+        pass_fds=[sock.fileno()],
+        cwd=Path(__file__).parent,
     )
     sock.close()  # the child holds the listener now
     transport = open_transport(f"http://127.0.0.1:{port}", "HTTP/2.0")
@@ -428,31 +323,27 @@ async def test_aclose_fails_open_streams(server: str) -> None:
 
 async def test_connection_retired_after_max_streams(server: str) -> None:
     """Rotating connections keeps us clear of hypercorn's keep_alive_max_requests."""
-    transport = h2_transport(server, max_streams_per_connection=4)
-    ports = set()
-    try:
+    async with aclosing(h2_transport(server, max_streams_per_connection=4)) as transport:
+        ports = set()
         for _ in range(10):
             response = await transport.request("GET", "/hello", [])
             ports.add(response.headers["x-client-port"])
         assert len(ports) == 3
         assert len(transport._conns) == 1  # retired connections were closed
-    finally:
-        await transport.aclose()
 
 
 async def test_idle_connection_replaced_before_server_closes_it() -> None:
-    async with hypercorn_server(keep_alive_timeout=0.3) as uri:
-        transport = h2_transport(uri, idle_timeout=0.15)
-        try:
-            first = await transport.request("GET", "/hello", [])
-            await asyncio.sleep(0.2)  # past our idle timeout, before hypercorn's
-            second = await transport.request("GET", "/hello", [])
-            assert first.headers["x-client-port"] != second.headers["x-client-port"]
-            await asyncio.sleep(0.5)  # past hypercorn's: it closed the connection
-            third = await transport.request("GET", "/hello", [])
-            assert third.status == 200
-        finally:
-            await transport.aclose()
+    async with (
+        hypercorn_server(echo_app, keep_alive_timeout=0.3) as uri,
+        aclosing(h2_transport(uri, idle_timeout=0.15)) as transport,
+    ):
+        first = await transport.request("GET", "/hello", [])
+        await asyncio.sleep(0.2)  # past our idle timeout, before hypercorn's
+        second = await transport.request("GET", "/hello", [])
+        assert first.headers["x-client-port"] != second.headers["x-client-port"]
+        await asyncio.sleep(0.5)  # past hypercorn's: it closed the connection
+        third = await transport.request("GET", "/hello", [])
+        assert third.status == 200
 
 
 async def test_response_completed_before_request_end_is_not_an_error() -> None:
@@ -465,21 +356,17 @@ async def test_response_completed_before_request_end_is_not_an_error() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"done"})
 
-    async with hypercorn_server(early_app) as uri:
-        transport = h2_transport(uri)
-        try:
-            stream = await transport.open_stream("/x", [])
-            await stream.send(b"a")
-            assert await read_all(stream) == b"done"
-            # Dropped, not sent: DATA on a stream whose app finished makes hypercorn
-            # drop the whole connection.
-            await stream.send(b"late")
-            await stream.end_request()
-            response = await transport.request("GET", "/x", [])
-            assert response.body == b"done"
-            assert len(transport._conns) == 1
-        finally:
-            await transport.aclose()
+    async with hypercorn_server(early_app) as uri, aclosing(h2_transport(uri)) as transport:
+        stream = await transport.open_stream("/x", [])
+        await stream.send(b"a")
+        assert await read_body(stream) == b"done"
+        # Dropped, not sent: DATA on a stream whose app finished makes hypercorn
+        # drop the whole connection.
+        await stream.send(b"late")
+        await stream.end_request()
+        response = await transport.request("GET", "/x", [])
+        assert response.body == b"done"
+        assert len(transport._conns) == 1
 
 
 async def test_trailers_are_exposed() -> None:
@@ -490,15 +377,11 @@ async def test_trailers_are_exposed() -> None:
         await send({"type": "http.response.body", "body": b"x"})
         await send({"type": "http.response.trailers", "headers": [(b"x-status", b"ok")]})
 
-    async with hypercorn_server(trailers_app) as uri:
-        transport = h2_transport(uri)
-        try:
-            stream = await transport.open_stream("/", [("te", "trailers")])
-            await stream.end_request()
-            assert await read_all(stream) == b"x"
-            assert stream.trailers == {"x-status": "ok"}
-        finally:
-            await transport.aclose()
+    async with hypercorn_server(trailers_app) as uri, aclosing(h2_transport(uri)) as transport:
+        stream = await transport.open_stream("/", [("te", "trailers")])
+        await stream.end_request()
+        assert await read_body(stream) == b"x"
+        assert stream.trailers == {"x-status": "ok"}
 
 
 @contextlib.asynccontextmanager
@@ -511,24 +394,16 @@ async def raw_h2_server(on_request) -> AsyncIterator[tuple[str, list[object]]]:
         conn.initiate_connection()
         conn.ping(b"12345678")
         writer.write(conn.data_to_send())
-        try:
+        with contextlib.suppress(h2.exceptions.ProtocolError):
             while data := await reader.read(65536):
                 for event in conn.receive_data(data):
                     events.append(event)
                     if isinstance(event, h2.events.RequestReceived):
                         on_request(conn, event.stream_id, dict(event.headers)[b":path"])
                 writer.write(conn.data_to_send())
-        except (OSError, h2.exceptions.ProtocolError):
-            pass
-        finally:
-            writer.transport.abort()
 
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}", events
-    finally:
-        srv.close()
-        await srv.wait_closed()
+    async with raw_server(handle) as uri:
+        yield uri, events
 
 
 async def test_resets_goaway_and_ping_from_peer() -> None:
@@ -545,63 +420,46 @@ async def test_resets_goaway_and_ping_from_peer() -> None:
             conn.send_headers(stream_id, [(b":status", b"200")])
             conn.close_connection(last_stream_id=stream_id - 2)
 
-    async with raw_h2_server(on_request) as (uri, events):
-        transport = h2_transport(uri)
-        try:
-            refused = await transport.open_stream("/refuse", [])
-            with pytest.raises(TransportError, match="REFUSED_STREAM") as info:
-                await asyncio.wait_for(refused.response_head(), 2)
-            assert info.value.unprocessed
+    async with (
+        raw_h2_server(on_request) as (uri, events),
+        aclosing(h2_transport(uri)) as transport,
+    ):
+        refused = await transport.open_stream("/refuse", [])
+        with pytest.raises(TransportError, match="REFUSED_STREAM") as info:
+            await asyncio.wait_for(refused.response_head(), 2)
+        assert info.value.unprocessed
 
-            partial = await transport.open_stream("/partial", [])
-            assert (await asyncio.wait_for(partial.response_head(), 2))[0] == 200
-            assert await partial.receive() == b"partial"  # data before the reset survives
-            with pytest.raises(TransportError, match="INTERNAL_ERROR") as info:
-                await partial.receive()
-            assert not info.value.unprocessed
+        partial = await transport.open_stream("/partial", [])
+        assert (await asyncio.wait_for(partial.response_head(), 2))[0] == 200
+        assert await partial.receive() == b"partial"  # data before the reset survives
+        with pytest.raises(TransportError, match="INTERNAL_ERROR") as info:
+            await partial.receive()
+        assert not info.value.unprocessed
 
-            # The peer's PING was acknowledged (h2 does it for us).
-            assert any(isinstance(e, h2.events.PingAckReceived) for e in events)
-            assert len(transport._conns) == 1  # stream errors leave the connection alone
+        # The peer's PING was acknowledged (h2 does it for us).
+        assert any(isinstance(e, h2.events.PingAckReceived) for e in events)
+        assert len(transport._conns) == 1  # stream errors leave the connection alone
 
-            processed = await transport.open_stream("/hang", [])
-            await asyncio.wait_for(processed.response_head(), 2)
-            goaway = await transport.open_stream("/goaway", [])
-            with pytest.raises(TransportError, match="GOAWAY NO_ERROR") as info:
-                await asyncio.wait_for(goaway.receive(), 2)
-            assert info.value.unprocessed  # above the last-stream-id: never processed
-            # h2 cannot keep using a connection after GOAWAY: processed streams fail too,
-            # but without the unprocessed mark.
-            with pytest.raises(TransportError, match="GOAWAY") as info:
-                await processed.receive()
-            assert not info.value.unprocessed
-            assert not transport._conns  # the next stream gets a new connection
-            again = await transport.open_stream("/hang", [])
-            assert (await asyncio.wait_for(again.response_head(), 2))[0] == 200
-        finally:
-            await transport.aclose()
+        processed = await transport.open_stream("/hang", [])
+        await asyncio.wait_for(processed.response_head(), 2)
+        goaway = await transport.open_stream("/goaway", [])
+        with pytest.raises(TransportError, match="GOAWAY NO_ERROR") as info:
+            await asyncio.wait_for(goaway.receive(), 2)
+        assert info.value.unprocessed  # above the last-stream-id: never processed
+        # h2 cannot keep using a connection after GOAWAY: processed streams fail too,
+        # but without the unprocessed mark.
+        with pytest.raises(TransportError, match="GOAWAY") as info:
+            await processed.receive()
+        assert not info.value.unprocessed
+        assert not transport._conns  # the next stream gets a new connection
+        again = await transport.open_stream("/hang", [])
+        assert (await asyncio.wait_for(again.response_head(), 2))[0] == 200
 
 
 async def test_restate_sdk_discovery_reports_bidi_stream() -> None:
-    greeter = restate.Service("Greeter")
-
-    @greeter.handler()
-    async def greet(ctx: restate.Context, name: str) -> str:
-        return f"Hello {name}"
-
-    async with hypercorn_server(restate.app([greeter])) as uri:
-        transport = open_transport(uri, "HTTP/2.0")
-        try:
-            response = await transport.request(
-                "GET", "/discover", [("accept", "application/vnd.restate.endpointmanifest.v3+json")]
-            )
-            assert response.status == 200, response.body
-            assert "endpointmanifest.v3" in response.headers["content-type"]
-            manifest = json.loads(response.body)
-            assert manifest["protocolMode"] == "BIDI_STREAM"
-            assert [s["name"] for s in manifest["services"]] == ["Greeter"]
-        finally:
-            await transport.aclose()
+    headers, manifest = await discover_sdk_app("HTTP/2.0")
+    assert "endpointmanifest.v3" in headers["content-type"]
+    assert manifest["protocolMode"] == "BIDI_STREAM"
 
 
 def test_base_uri_parsing() -> None:
@@ -631,17 +489,15 @@ async def test_https_with_alpn(tmp_path: Path) -> None:
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )  # fmt: skip
-    async with hypercorn_server(certfile=str(cert), keyfile=str(key)) as uri:
+    async with hypercorn_server(echo_app, certfile=str(cert), keyfile=str(key)) as uri:
         uri = uri.replace("http://", "https://")
         for version, expected in (("HTTP/2.0", "2"), ("HTTP/1.1", "1.1")):
             ctx = ssl.create_default_context(cafile=str(cert))
             ctx.set_alpn_protocols(["h2" if version == "HTTP/2.0" else "http/1.1"])
             transport = open_transport(uri, version, ssl_context=ctx)  # type: ignore[arg-type]
-            try:
+            async with aclosing(transport):
                 response = await transport.request("GET", "/hello", [])
                 assert response.body.endswith(expected.encode())
-            finally:
-                await transport.aclose()
         # Without trusting the certificate the handshake fails with a clear error.
         transport = open_transport(uri, "HTTP/2.0")
         with pytest.raises(TransportError, match=r"TLS error: CERTIFICATE_VERIFY_FAILED"):

@@ -14,18 +14,17 @@ protocol a duplicate attempt is harmless anyway.
 from __future__ import annotations
 
 import asyncio
-import collections
-import ssl
 import time
+from typing import Any
 
 import h11
 
 from pyrestate.invoker.transport import (
     DeploymentAddress,
-    Response,
+    Transport,
     TransportError,
-    client_ssl_context,
     describe_os_error,
+    join_headers,
 )
 
 __all__ = ["H1Transport"]
@@ -239,13 +238,7 @@ class H1Stream:
                 conn.h11.receive_data(data)
                 continue
             if isinstance(event, h11.Response):
-                headers: dict[str, str] = {}
-                for name, value in event.headers:
-                    key = name.decode("latin-1")
-                    text = value.decode("utf-8", "replace")
-                    prev = headers.get(key)
-                    headers[key] = text if prev is None else f"{prev}, {text}"
-                self._head = (event.status_code, headers)
+                self._head = (event.status_code, join_headers(event.headers))
                 self._request = None
                 self._request_body = b""
                 return
@@ -278,61 +271,20 @@ class _StaleConnection(Exception):
     """The server closed the connection before sending any response byte."""
 
 
-class H1Transport:
-    """HTTP/1.1 transport to one deployment (implements ``Transport``)."""
+class H1Transport(Transport):
+    """HTTP/1.1 transport to one deployment; ``options`` as for ``Transport``."""
 
-    def __init__(
-        self,
-        address: DeploymentAddress,
-        *,
-        connect_timeout: float = 10.0,
-        ssl_context: ssl.SSLContext | None = None,
-        max_connections: int = 64,
-        idle_timeout: float = 4.0,
-    ) -> None:
-        self.address = address
-        self.connect_timeout = connect_timeout
-        self.max_connections = max_connections
-        self.idle_timeout = idle_timeout
-        self._ssl: ssl.SSLContext | None = None
-        if address.scheme == "https":
-            self._ssl = ssl_context or client_ssl_context("http/1.1")
+    alpn = "http/1.1"
+    max_connections = 64
+
+    def __init__(self, address: DeploymentAddress, **options: Any) -> None:
+        super().__init__(address, **options)
         self._idle: list[_H1Connection] = []
         self._busy: set[_H1Connection] = set()
         self._count = 0  # open or opening connections, idle or busy
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._closed = False
         self._host = address.authority.encode()
 
     # -- Transport API ----------------------------------------------------------------
-
-    async def open_stream(self, path: str, headers: list[tuple[str, str]]) -> H1Stream:
-        return self._stream(b"POST", path, headers)
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        headers: list[tuple[str, str]],
-        body: bytes = b"",
-        timeout: float = 30.0,
-    ) -> Response:
-        stream = self._stream(method.upper().encode(), path, headers)
-        try:
-            async with asyncio.timeout(timeout):
-                await stream.send(body)
-                status, resp_headers = await stream.response_head()
-                parts = []
-                while (chunk := await stream.receive()) is not None:
-                    parts.append(chunk)
-                return Response(status, resp_headers, b"".join(parts))
-        except TimeoutError:
-            raise TransportError(
-                f"{method} {self.address.path_for(path)} to {self.address.display} "
-                f"timed out after {timeout}s"
-            ) from None
-        finally:
-            stream.abort()
 
     async def aclose(self) -> None:
         self._closed = True
@@ -343,11 +295,14 @@ class H1Transport:
         for conn in self._busy:
             # Their streams see the connection end and fail; release() does the rest.
             conn.close()
-        self._wake(all_waiters=True)
+        self.capacity_changed(all_waiters=True)
 
     # -- pool -------------------------------------------------------------------------
 
-    def _stream(self, method: bytes, path: str, headers: list[tuple[str, str]]) -> H1Stream:
+    async def _open(
+        self, method: bytes, path: str, headers: list[tuple[str, str]], *, end: bool
+    ) -> H1Stream:
+        # ``end`` needs no handling: the request goes out whole at end_request().
         hdrs: list[tuple[bytes, bytes]] = [(b"host", self._host)]
         for name, value in headers:
             if name.lower() not in _DROPPED_HEADERS:
@@ -358,7 +313,7 @@ class H1Transport:
     async def acquire(self) -> _H1Connection:
         while True:
             if self._closed:
-                raise TransportError(f"transport to {self.address.display} closed")
+                raise self._closed_error()
             now = time.monotonic()
             while self._idle:
                 conn = self._idle.pop()  # most recently used: least likely to be stale
@@ -377,21 +332,14 @@ class H1Transport:
                     conn = await self._connect()
                     if self._closed:
                         conn.close()
-                        raise TransportError(f"transport to {self.address.display} closed")
+                        raise self._closed_error()
                     self._busy.add(conn)
                     return conn
                 except BaseException:
                     self._count -= 1
-                    self._wake()
+                    self.capacity_changed()
                     raise
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # pass the wake-up on
-                raise
+            await self._wait_for_capacity()
 
     def release(self, conn: _H1Connection, *, reusable: bool) -> None:
         self._busy.discard(conn)
@@ -406,16 +354,7 @@ class H1Transport:
         else:
             conn.close()
             self._count -= 1
-        self._wake()
-
-    def _wake(self, all_waiters: bool = False) -> None:
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                if not all_waiters:
-                    return
+        self.capacity_changed()
 
     async def _connect(self) -> _H1Connection:
         address = self.address

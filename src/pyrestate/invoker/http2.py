@@ -27,9 +27,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ssl
 import time
-from typing import cast
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -40,10 +39,10 @@ import h2.settings
 
 from pyrestate.invoker.transport import (
     DeploymentAddress,
-    Response,
+    Transport,
     TransportError,
-    client_ssl_context,
     describe_os_error,
+    join_headers,
 )
 
 __all__ = ["H2Transport"]
@@ -206,18 +205,8 @@ class H2Stream:
                 drain.set_result(None)
 
     def _on_head(self, headers: list[tuple[bytes, bytes]]) -> None:
-        status = 0
-        out: dict[str, str] = {}
-        for name, value in headers:
-            if name[:1] == b":":
-                if name == b":status":
-                    status = int(value)
-                continue
-            key = name.decode("latin-1")
-            text = value.decode("utf-8", "replace")
-            prev = out.get(key)
-            out[key] = text if prev is None else f"{prev}, {text}"
-        self._head = (status, out)
+        status = next((int(value) for name, value in headers if name == b":status"), 0)
+        self._head = (status, join_headers(headers))
         self._wake()
 
     def _on_data(self, data: bytes) -> None:
@@ -590,85 +579,43 @@ class _H2Connection(asyncio.Protocol):
         self._fatal(error)
 
 
-class H2Transport:
-    """HTTP/2 transport to one deployment (implements ``Transport``)."""
+class H2Transport(Transport):
+    """HTTP/2 transport to one deployment; other ``options`` as for ``Transport``."""
+
+    alpn = "h2"
+    max_connections = 32
 
     def __init__(
-        self,
-        address: DeploymentAddress,
-        *,
-        connect_timeout: float = 10.0,
-        ssl_context: ssl.SSLContext | None = None,
-        max_connections: int = 32,
-        max_streams_per_connection: int = 1000,
-        idle_timeout: float = 4.0,
+        self, address: DeploymentAddress, *, max_streams_per_connection: int = 1000, **options: Any
     ) -> None:
-        self.address = address
-        self.connect_timeout = connect_timeout
-        self.max_connections = max_connections
+        super().__init__(address, **options)
         self.max_streams_per_connection = max_streams_per_connection
-        self.idle_timeout = idle_timeout
-        self._ssl: ssl.SSLContext | None = None
-        if address.scheme == "https":
-            self._ssl = ssl_context or client_ssl_context("h2")
         self._conns: list[_H2Connection] = []
         self._connecting: asyncio.Task[_H2Connection] | None = None
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._closed = False
 
     # -- Transport API ----------------------------------------------------------------
-
-    async def open_stream(self, path: str, headers: list[tuple[str, str]]) -> H2Stream:
-        conn = await self._acquire()
-        return conn.open_stream(b"POST", path, headers, False)
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        headers: list[tuple[str, str]],
-        body: bytes = b"",
-        timeout: float = 30.0,
-    ) -> Response:
-        stream: H2Stream | None = None
-        try:
-            async with asyncio.timeout(timeout):
-                conn = await self._acquire()
-                if body:
-                    headers = [*headers, ("content-length", str(len(body)))]
-                stream = conn.open_stream(method.upper().encode(), path, headers, not body)
-                if body:
-                    await stream.send(body)
-                    await stream.end_request()
-                status, resp_headers = await stream.response_head()
-                parts = []
-                while (chunk := await stream.receive()) is not None:
-                    parts.append(chunk)
-                return Response(status, resp_headers, b"".join(parts))
-        except TimeoutError:
-            raise TransportError(
-                f"{method} {self.address.path_for(path)} to {self.address.display} "
-                f"timed out after {timeout}s"
-            ) from None
-        finally:
-            if stream is not None:
-                stream.abort()
 
     async def aclose(self) -> None:
         self._closed = True
         if self._connecting is not None:
             self._connecting.cancel()
         for conn in list(self._conns):
-            conn.close(TransportError(f"transport to {self.address.display} closed"))
+            conn.close(self._closed_error())
         self._conns.clear()
         self.capacity_changed(all_waiters=True)
 
     # -- connection pool --------------------------------------------------------------
 
+    async def _open(
+        self, method: bytes, path: str, headers: list[tuple[str, str]], *, end: bool
+    ) -> H2Stream:
+        conn = await self._acquire()
+        return conn.open_stream(method, path, headers, end)
+
     async def _acquire(self) -> _H2Connection:
         while True:
             if self._closed:
-                raise TransportError(f"transport to {self.address.display} closed")
+                raise self._closed_error()
             conn = self._pick()
             if conn is not None:
                 return conn
@@ -686,14 +633,7 @@ class H2Transport:
                     unprocessed = isinstance(exc, TransportError) and exc.unprocessed
                     raise TransportError(str(exc), unprocessed=unprocessed)
                 continue
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self.capacity_changed()  # pass the wake-up on
-                raise
+            await self._wait_for_capacity()
 
     def _pick(self) -> _H2Connection | None:
         # Newest first: older connections drain and get retired sooner. (A copy: retiring
@@ -752,22 +692,12 @@ class H2Transport:
         finally:
             self._connecting = None
         if self._closed:
-            conn.close(TransportError(f"transport to {address.display} closed"))
-            raise TransportError(f"transport to {address.display} closed")
+            conn.close(self._closed_error())
+            raise self._closed_error()
         if conn.error is not None:  # died right after its SETTINGS arrived
             raise TransportError(str(conn.error), unprocessed=True)
         self._conns.append(conn)
         return conn
-
-    def capacity_changed(self, all_waiters: bool = False) -> None:
-        """A stream slot freed up (or the pool changed): wake waiting openers."""
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                if not all_waiters:
-                    return
 
     def connection_gone(self, conn: _H2Connection) -> None:
         with contextlib.suppress(ValueError):

@@ -23,9 +23,13 @@ otherwise it keeps its connection slot (HTTP/1.1) or stream slot (HTTP/2).
 
 from __future__ import annotations
 
+import abc
+import asyncio
+import collections
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -37,6 +41,7 @@ __all__ = [
     "join_headers",
     "open_transport",
     "parse_base_uri",
+    "read_body",
 ]
 
 
@@ -94,10 +99,40 @@ class ClientStream(Protocol):
         ...
 
 
-class Transport(Protocol):
+class Transport(abc.ABC):
+    """A connection pool to one deployment; ``H2Transport`` and ``H1Transport`` implement it.
+
+    Subclasses provide ``_open()`` (start an exchange) and ``aclose()``; the waiter queue
+    for a free connection or stream slot and the one-shot ``request()`` are shared.
+    """
+
+    #: Set by each subclass: the ALPN protocol offered over TLS, and the default limit.
+    alpn: ClassVar[str]
+    max_connections: int
+
+    def __init__(
+        self,
+        address: DeploymentAddress,
+        *,
+        connect_timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int | None = None,
+        idle_timeout: float = 4.0,
+    ) -> None:
+        self.address = address
+        self.connect_timeout = connect_timeout
+        if max_connections is not None:
+            self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self._ssl: ssl.SSLContext | None = None
+        if address.scheme == "https":
+            self._ssl = ssl_context or client_ssl_context(self.alpn)
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._closed = False
+
     async def open_stream(self, path: str, headers: list[tuple[str, str]]) -> ClientStream:
         """Start a POST exchange on ``path`` (relative to the deployment's base path)."""
-        ...
+        return await self._open(b"POST", path, headers, end=False)
 
     async def request(
         self,
@@ -108,11 +143,62 @@ class Transport(Protocol):
         timeout: float = 30.0,
     ) -> Response:
         """A complete request/response, e.g. ``GET /discover``."""
-        ...
+        stream: ClientStream | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                if body:
+                    headers = [*headers, ("content-length", str(len(body)))]
+                stream = await self._open(method.upper().encode(), path, headers, end=not body)
+                if body:
+                    await stream.send(body)
+                await stream.end_request()
+                status, resp_headers = await stream.response_head()
+                return Response(status, resp_headers, await read_body(stream))
+        except TimeoutError:
+            raise TransportError(
+                f"{method} {self.address.path_for(path)} to {self.address.display} "
+                f"timed out after {timeout}s"
+            ) from None
+        finally:
+            if stream is not None:
+                stream.abort()
 
+    @abc.abstractmethod
     async def aclose(self) -> None:
         """Close every connection; open streams fail with TransportError."""
-        ...
+
+    @abc.abstractmethod
+    async def _open(
+        self, method: bytes, path: str, headers: list[tuple[str, str]], *, end: bool
+    ) -> ClientStream:
+        """Start an exchange; ``end``: the request has no body (HTTP/2 sends END_STREAM
+        with the headers)."""
+
+    # -- for the subclasses' pools ----------------------------------------------------
+
+    def _closed_error(self) -> TransportError:
+        return TransportError(f"transport to {self.address.display} closed")
+
+    async def _wait_for_capacity(self) -> None:
+        """Queue until ``capacity_changed()`` wakes us (first come, first served)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.capacity_changed()  # pass the wake-up on
+            raise
+
+    def capacity_changed(self, all_waiters: bool = False) -> None:
+        """A connection or stream slot freed up (or the pool changed): wake waiting openers."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not all_waiters:
+                    return
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,14 +248,28 @@ def parse_base_uri(base_uri: str) -> DeploymentAddress:
     )
 
 
-def join_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """Lower-case names; repeated headers joined with ", " (RFC 9110 field combination)."""
+def join_headers(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Response header fields as text: names as latin-1 (h11 and h2 deliver them lower-case),
+    values as UTF-8; repeated fields joined with ", " (RFC 9110 field combination).
+    HTTP/2 pseudo-headers (":status") are not fields and are left out.
+    """
     out: dict[str, str] = {}
     for name, value in pairs:
-        name = name.lower()
-        prev = out.get(name)
-        out[name] = value if prev is None else f"{prev}, {value}"
+        if name[:1] == b":":
+            continue
+        key = name.decode("latin-1")
+        text = value.decode("utf-8", "replace")
+        prev = out.get(key)
+        out[key] = text if prev is None else f"{prev}, {text}"
     return out
+
+
+async def read_body(stream: ClientStream) -> bytes:
+    """The rest of the response body, until ``receive()`` reports its end."""
+    parts = []
+    while (chunk := await stream.receive()) is not None:
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def describe_os_error(exc: BaseException) -> str:
