@@ -144,6 +144,10 @@ def test_exclusive_handlers_queue_per_key_and_run_in_arrival_order() -> None:
     assert [s.invocation_id for s in of(effects, StartAttempt)] == [second]
     effects = h.finish(second, 1)
     assert [s.invocation_id for s in of(effects, StartAttempt)] == [third]
+    h.finish(third, 1)
+    # Nothing of the key stays in memory once it is idle.
+    assert ("Counter", "k") not in h.machine.objects
+    assert [i for i in (first, second, third) if i in h.machine.invocations] == []
 
 
 def test_reports_of_a_stale_attempt_are_ignored() -> None:

@@ -84,6 +84,10 @@ class PartitionMachine:
         # Lazily loaded object state, kept identical to storage plus this batch's writes.
         self._state: dict[tuple[str, str], dict[bytes, bytes]] = {}
         self._next_inbox_seq = 0
+        # What the current batch completed and which object keys it touched, so that
+        # committed() can let go of them without scanning everything in memory.
+        self._completed: list[InvocationId] = []
+        self._touched: set[tuple[str, str]] = set()
         self._changes = Changes()
         self._effects: list[Effect] = []
         self._now = 0
@@ -146,13 +150,18 @@ class PartitionMachine:
 
     def committed(self) -> None:
         """The last taken changes are durable: drop what memory no longer needs to hold."""
-        done = [i for i, st in self.invocations.items() if st.status is Status.COMPLETED]
-        for inv_id in done:
-            del self.invocations[inv_id]
-        idle = [ref for ref, q in self.objects.items() if q.holder is None and not q.inbox]
-        for ref in idle:
-            del self.objects[ref]
-            self._state.pop(ref, None)
+        # Only what this batch touched: a scan of everything would grow with the backlog.
+        for inv_id in self._completed:
+            st = self.invocations.get(inv_id)
+            if st is not None and st.status is Status.COMPLETED:
+                del self.invocations[inv_id]
+        self._completed.clear()
+        for ref in self._touched:
+            q = self.objects.get(ref)
+            if q is None or (q.holder is None and not q.inbox):
+                self.objects.pop(ref, None)
+                self._state.pop(ref, None)
+        self._touched.clear()
 
     # --- Lookups
 
@@ -172,6 +181,7 @@ class PartitionMachine:
     def _object(self, target: Target) -> ObjectQueue:
         ref = target.object_ref
         assert ref is not None
+        self._touched.add(ref)
         q = self.objects.get(ref)
         if q is None:
             q = self.objects[ref] = ObjectQueue()
@@ -440,6 +450,7 @@ class PartitionMachine:
                 else:
                     cached[op.name] = op.value
             self._state[ref] = cached
+            self._touched.add(ref)
         return cached
 
     # --- Run, suspension, failure, end
@@ -495,6 +506,7 @@ class PartitionMachine:
 
     def _complete(self, st: InvocationStatus, output: Output) -> None:
         st.status = Status.COMPLETED
+        self._completed.append(st.id)
         st.output = output
         st.completed_at = self._now
         st.waiting_completions = frozenset()
