@@ -74,9 +74,6 @@ class SchemaView:
             return Target(svc.name, h.name, key if keyed else None, service_type, handler_type)
 
         return Route(
-            service=svc.name,
-            handler=h.name,
-            keyed=keyed,
             public=h.public,
             output_content_type=h.output_content_type,
             retention=_retention(svc.handler_options(h.name)),

@@ -69,12 +69,4 @@ class ScheduleTimer:
     key: TimerKey
 
 
-@dataclass(frozen=True, slots=True)
-class Forward:
-    """A command for another partition (delivered through the outbox)."""
-
-    partition_key: int
-    command: object
-
-
-Effect = StartAttempt | Notify | Ack | AbortAttempt | Reply | Completed | ScheduleTimer | Forward
+Effect = StartAttempt | Notify | Ack | AbortAttempt | Reply | Completed | ScheduleTimer

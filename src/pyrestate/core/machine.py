@@ -364,22 +364,12 @@ class PartitionMachine:
         self._add_timer(key)
 
     def _cmd_call(self, st: InvocationStatus, cmd: AppendCommand) -> None:
-        msg: pb.CallCommandMessage = cmd.message  # type: ignore[assignment]
+        """Calls and one-way sends: the caller learns the callee's id, the callee starts."""
+        msg: pb.CallCommandMessage | pb.OneWayCallCommandMessage = cmd.message  # type: ignore[assignment]
         assert cmd.callee is not None
-        callee = cmd.callee
-        entry = notif.invocation_id_completion(
-            msg.invocation_id_notification_idx, str(callee.invocation_id)
-        )
-        self._append_notification(st, entry, completion_id=msg.invocation_id_notification_idx)
-        self._on_invoke(callee)
-
-    def _cmd_one_way_call(self, st: InvocationStatus, cmd: AppendCommand) -> None:
-        msg: pb.OneWayCallCommandMessage = cmd.message  # type: ignore[assignment]
-        assert cmd.callee is not None
-        entry = notif.invocation_id_completion(
-            msg.invocation_id_notification_idx, str(cmd.callee.invocation_id)
-        )
-        self._append_notification(st, entry, completion_id=msg.invocation_id_notification_idx)
+        notification_id = msg.invocation_id_notification_idx
+        entry = notif.invocation_id_completion(notification_id, str(cmd.callee.invocation_id))
+        self._append_notification(st, entry, completion_id=notification_id)
         self._on_invoke(cmd.callee)
 
     def _cmd_complete_awakeable(self, st: InvocationStatus, cmd: AppendCommand) -> None:
@@ -597,7 +587,7 @@ _COMMAND_HANDLERS = {
     MessageType.GET_LAZY_STATE_KEYS_COMMAND: PartitionMachine._cmd_get_lazy_state_keys,
     MessageType.SLEEP_COMMAND: PartitionMachine._cmd_sleep,
     MessageType.CALL_COMMAND: PartitionMachine._cmd_call,
-    MessageType.ONE_WAY_CALL_COMMAND: PartitionMachine._cmd_one_way_call,
+    MessageType.ONE_WAY_CALL_COMMAND: PartitionMachine._cmd_call,
     MessageType.COMPLETE_AWAKEABLE_COMMAND: PartitionMachine._cmd_complete_awakeable,
     MessageType.SEND_SIGNAL_COMMAND: PartitionMachine._cmd_send_signal,
 }

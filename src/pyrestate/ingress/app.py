@@ -28,9 +28,6 @@ from pyrestate.partition.processor import Answer, PartitionProcessor, now_ms
 class Route:
     """What the ingress needs to know about one handler."""
 
-    service: str
-    handler: str
-    keyed: bool
     public: bool
     output_content_type: Callable[[bool], str | None]  # given: is the output empty
     retention: Retention

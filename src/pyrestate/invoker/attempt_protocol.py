@@ -143,10 +143,6 @@ class AttemptProtocol:
                 raise ProtocolError(f"unexpected message type 0x{t:04x} from the deployment")
         return events
 
-    @property
-    def pending_bytes(self) -> int:
-        return self._decoder.pending
-
 
 def _run_proposal(msg: pb.ProposeRunCompletionMessage) -> RunProposal:
     which = msg.WhichOneof("result")

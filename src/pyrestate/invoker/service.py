@@ -160,14 +160,15 @@ class Invoker:
         # Read journal and state now, right after the commit that started the attempt,
         # so they are exactly what the partition had when it decided.
         try:
-            frames, known = self._start_frames(start)
+            dep = self._schemas.deployment_for(start.target.service, start.deployment_id)
+            frames, known = self._start_frames(start, dep)
         except Exception as e:  # e.g. no deployment for the service any more
             self._fail(start, AttemptError(str(e)), None)
             del self._attempts[start.invocation_id]
             return
         attempt.known_entries = known
         attempt.task = asyncio.create_task(
-            self._run(attempt, frames), name=str(start.invocation_id)
+            self._run(attempt, dep, frames), name=str(start.invocation_id)
         )
 
     def _forward(
@@ -192,14 +193,12 @@ class Invoker:
 
     # --- One attempt
 
-    def _start_frames(self, start: StartAttempt) -> tuple[bytes, int]:
-        dep = self._schemas.deployment_for(start.target.service, start.deployment_id)
+    def _start_frames(self, start: StartAttempt, dep: DeploymentInfo) -> tuple[bytes, int]:
         journal = start.journal
         if journal is None:
             journal = tuple(self._store.journal(start.invocation_id, start.journal_length))
-        state = None
-        if start.target.key is not None:
-            state = self._store.state(start.target.service, start.target.key)
+        key = start.target.key
+        state = self._store.state(start.target.service, key) if key is not None else {}
         frames = ap.start_frames(
             version=dep.protocol_version,
             invocation_id=start.invocation_id.to_bytes(),
@@ -207,18 +206,16 @@ class Invoker:
             key=start.target.key,
             journal=journal,
             known_entries=len(journal),
-            state=state if state is not None else {},
+            state=state,
             retry_count=start.retry_count,
             since_last_entry_ms=0,
             random_seed=start.invocation_id.random_seed(),
         )
         return frames, len(journal)
 
-    async def _run(self, attempt: _Attempt, start_frames: bytes) -> None:
+    async def _run(self, attempt: _Attempt, dep: DeploymentInfo, start_frames: bytes) -> None:
         start = attempt.start
-        dep: DeploymentInfo | None = None
         try:
-            dep = self._schemas.deployment_for(start.target.service, start.deployment_id)
             config = self._config(start.target)
             await self._exchange(attempt, dep, config, start_frames)
         except asyncio.CancelledError:
