@@ -123,6 +123,7 @@ class SchemaView:
             inactivity_timeout_s=options.inactivity_timeout_s or defaults.inactivity_timeout_s,
             abort_timeout_s=options.abort_timeout_s or defaults.abort_timeout_s,
             retention=_retention(options),
+            lazy_state=options.enable_lazy_state,
         )
 
     def deployment_for(self, service: str, pinned: str | None) -> DeploymentInfo:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from pyrestate.core.changes import Changes
 from pyrestate.core.commands import (
     AppendCommand,
@@ -9,8 +11,10 @@ from pyrestate.core.commands import (
     AttemptEnded,
     AttemptFailed,
     DeliverNotification,
+    Expire,
     Invoke,
     ProposeRunCompletion,
+    Retention,
     RetryPolicy,
     Suspend,
     TimerFired,
@@ -41,25 +45,42 @@ GREET = Target("Greeter", "greet", None, ServiceType.SERVICE, None)
 
 
 class MemoryStore:
-    """Committed storage as plain dicts: what the SQLite store does, minus the disk."""
+    """Committed storage as plain dicts: what the SQLite store does, minus the disk.
+
+    Records are copied in and out, as through a disk, so memory and storage never alias.
+    """
 
     def __init__(self) -> None:
         self.statuses: dict[InvocationId, InvocationStatus] = {}
         self.kv: dict[tuple[str, str], dict[bytes, bytes]] = {}
         self.journal: dict[tuple[InvocationId, int], JournalEntry] = {}
+        self.timers: set[TimerKey] = set()
 
     def invocation(self, invocation_id: InvocationId) -> InvocationStatus | None:
-        return self.statuses.get(invocation_id)
+        return copy.deepcopy(self.statuses.get(invocation_id))
+
+    def active_invocations(self) -> list[InvocationStatus]:
+        return [
+            copy.deepcopy(st)
+            for st in self.statuses.values()
+            if st.status not in (Status.COMPLETED, Status.SCHEDULED)
+        ]
 
     def state(self, service: str, key: str) -> dict[bytes, bytes]:
         return dict(self.kv.get((service, key), {}))
 
     def commit(self, c: Changes) -> None:
-        for inv in c.purged:
-            self.statuses.pop(inv, None)
-        self.statuses.update(c.statuses)
+        for inv in [*c.purged, *c.expired]:
+            if inv in c.purged or self.statuses[inv].status is Status.COMPLETED:
+                self.statuses.pop(inv, None)
+                self.timers = {t for t in self.timers if t.invocation_id != inv.to_bytes()}
+                self.journal = {k: e for k, e in self.journal.items() if k[0] != inv}
+        self.statuses.update({i: copy.deepcopy(st) for i, st in c.statuses.items()})
         for inv, idx, entry in c.journal:
+            assert (inv, idx) not in self.journal, "journal index written twice"
             self.journal[(inv, idx)] = entry
+        self.timers.update(c.timers_added)
+        self.timers.difference_update(c.timers_removed)
         for op in c.state:
             obj = self.kv.setdefault((op.service, op.key), {})
             if op.name is None:
@@ -70,10 +91,29 @@ class MemoryStore:
                 obj[op.name] = op.value
 
 
+class CountingLoader:
+    """The machine's view of storage; counts the reads it makes while applying."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.reads = 0
+
+    def invocation(self, invocation_id: InvocationId) -> InvocationStatus | None:
+        self.reads += 1
+        return self.store.invocation(invocation_id)
+
+    def state(self, service: str, key: str) -> dict[bytes, bytes]:
+        self.reads += 1
+        return self.store.state(service, key)
+
+
 class Harness:
+    """Drives the machine as the partition writer does: preload, apply, commit, release."""
+
     def __init__(self) -> None:
         self.store = MemoryStore()
-        self.machine = PartitionMachine(self.store)
+        self.loader = CountingLoader(self.store)
+        self.machine = PartitionMachine(self.loader)
         self.now = 1_000_000
         self._n = 0
 
@@ -82,6 +122,11 @@ class Harness:
         return InvocationId(pk, self._n.to_bytes(16, "big"))
 
     def step(self, *commands: object) -> list[object]:
+        ids, refs = self.machine.needs(commands)  # type: ignore[arg-type]
+        self.machine.preload(
+            {i: self.store.invocation(i) for i in ids},
+            {ref: self.store.state(*ref) for ref in refs},
+        )
         for cmd in commands:
             self.machine.apply(cmd, self.now)  # type: ignore[arg-type]
         self.store.commit(self.machine.take_changes())
@@ -168,7 +213,7 @@ def test_reports_of_a_stale_attempt_are_ignored() -> None:
 
 def _timer_key(h: Harness, inv: InvocationId, kind: TimerKind) -> TimerKey:
     st = h.store.statuses[inv]
-    return TimerKey(st.next_retry_at or 0, inv.to_bytes(), kind, st.attempt)
+    return TimerKey(st.next_retry_at or 0, inv.to_bytes(), kind, st.attempt, st.created_at)
 
 
 def test_retries_back_off_exponentially_then_pause() -> None:
@@ -185,7 +230,7 @@ def test_retries_back_off_exponentially_then_pause() -> None:
     assert delays == [500, 1000, 1500]
     h.step(AttemptFailed(inv, 4, "dp", Failure(500, "boom"), policy))
     st = h.store.statuses[inv]
-    assert st.status is Status.PAUSED and st.retry_count == 4
+    assert st.status is Status.PAUSED and st.retry_count == 4 and st.attempt_failures == 4
     assert st.last_failure == Failure(500, "boom")
 
 
@@ -310,3 +355,169 @@ def test_call_creates_callee_and_delivers_its_result_to_the_caller() -> None:
     parsed = pb.NotificationTemplate.FromString(note.entry.body)
     assert note.entry.type == MessageType.CALL_COMPLETION
     assert parsed.completion_id == 2 and parsed.value.content == b"7"
+
+
+# --- Hardening: bounded numbers, lives of ids, retention, retry bookkeeping, memory
+
+
+def test_backoff_delay_stays_bounded_after_a_thousand_failures() -> None:
+    policy = RetryPolicy(
+        initial_interval_ms=100, factor=2, max_interval_ms=60_000, max_attempts=None
+    )
+    assert policy.delay_ms(1) == 100
+    assert policy.delay_ms(1100) == 60_000  # 2**1099 overflows a float
+    h = Harness()
+    inv = h.invoke(GREET)
+    st = h.machine.invocations[inv]
+    st.attempt_failures = 1099
+    effects = h.step(AttemptFailed(inv, 1, "dp", Failure(500, "boom"), policy))
+    (timer,) = of(effects, ScheduleTimer)
+    assert timer.key.wake_at == h.now + 60_000
+    assert h.store.statuses[inv].status is Status.BACKING_OFF
+
+
+def _sleep(inv: InvocationId, attempt: int, h: Harness, wake_at: int, cid: int) -> TimerKey:
+    msg = pb.SleepCommandMessage(wake_up_time=wake_at, result_completion_id=cid)
+    (timer,) = of(h.append(inv, attempt, MessageType.SLEEP_COMMAND, msg), ScheduleTimer)
+    return timer.key
+
+
+def test_a_timer_of_an_earlier_life_does_not_reach_a_later_one() -> None:
+    h = Harness()
+    inv = h.new_id()
+    h.step(Invoke(inv, GREET, b"1", idempotency_key="k", reply=1))
+    old_sleep = _sleep(inv, 1, h, h.now + 7 * 86_400_000, 1)
+    h.finish(inv, 1)  # ends without awaiting its sleep
+    h.now += 86_400_000 + 1
+    h.step(Expire((inv,)))
+    assert inv not in h.store.statuses
+    assert h.store.timers == set(), "purge takes the invocation's timers along"
+    # The same idempotency key, hence the same id, starts a new life.
+    h.now += 1
+    h.step(Invoke(inv, GREET, b"2", idempotency_key="k", reply=2))
+    new_sleep = _sleep(inv, 1, h, h.now + 86_400_000, 1)
+    effects = h.step(TimerFired(old_sleep))
+    assert of(effects, Notify) == []
+    assert h.store.statuses[inv].completions_seen == set()
+    assert of(h.step(TimerFired(new_sleep)), Notify)
+
+
+def test_a_call_result_does_not_reach_a_later_life_of_its_caller() -> None:
+    h = Harness()
+    caller = h.invoke(GREET)
+    callee = h.new_id()
+    call = pb.CallCommandMessage(
+        service_name="Greeter", handler_name="greet", result_completion_id=2
+    )
+    call.invocation_id_notification_idx = 1
+    entry = JournalEntry(MessageType.CALL_COMMAND, call.SerializeToString())
+    h.step(
+        AppendCommand(
+            caller,
+            1,
+            "dp",
+            entry,
+            call,
+            callee=Invoke(callee, GREET, b"", caller=CallerRef(caller, 2)),
+        )
+    )
+    assert h.store.statuses[callee].callers == (
+        CallerRef(caller, 2, h.store.statuses[caller].created_at),
+    )
+    # The caller's record is replaced by a new life of the same id (as after a purge).
+    h.store.statuses[caller].created_at += 1
+    h.machine.invocations[caller].created_at += 1
+    seen_before = set(h.store.statuses[caller].completions_seen)
+    h.finish(callee, 1)
+    assert h.store.statuses[caller].completions_seen == seen_before
+
+
+def test_retention_is_swept_from_storage_and_keeps_nothing_in_memory() -> None:
+    h = Harness()
+    inv = h.invoke(GREET)
+    effects = h.finish(inv, 1)
+    assert of(effects, ScheduleTimer) == [], "no timer per completed invocation"
+    assert h.store.statuses[inv].status is Status.COMPLETED
+    assert inv not in h.machine.invocations
+    running = h.invoke(GREET)
+    h.step(Expire((inv, running)))
+    assert inv not in h.store.statuses
+    assert h.store.statuses[running].status is Status.INVOKED, "only completed ones expire"
+
+
+def test_zero_retention_purges_at_completion() -> None:
+    h = Harness()
+    inv = h.invoke(GREET, retention=Retention(0, 0))
+    assert of(h.finish(inv, 1), Completed)
+    assert inv not in h.store.statuses
+
+
+def test_retry_count_resets_on_progress_and_the_policy_counts_the_whole_run() -> None:
+    h = Harness()
+    inv = h.invoke(GREET)
+    policy = RetryPolicy(initial_interval_ms=100, factor=2, max_attempts=None)
+
+    def fail(attempt: int) -> StartAttempt:
+        effects = h.step(AttemptFailed(inv, attempt, "dp", Failure(500, "x"), policy))
+        (timer,) = of(effects, ScheduleTimer)
+        h.now = timer.key.wake_at
+        (start,) = of(h.step(TimerFired(timer.key)), StartAttempt)
+        return start
+
+    assert fail(1).retry_count == 1
+    start = fail(2)
+    assert start.retry_count == 2 and start.since_progress_ms == h.now - 1_000_000
+    h.now += 50
+    h.append(
+        inv,
+        3,
+        MessageType.SLEEP_COMMAND,
+        pb.SleepCommandMessage(wake_up_time=h.now + 10**6, result_completion_id=1),
+    )
+    progress_at = h.now
+    h.now += 20
+    effects = h.step(AttemptFailed(inv, 3, "dp", Failure(500, "x"), policy))
+    (timer,) = [e for e in of(effects, ScheduleTimer) if e.key.kind is TimerKind.RETRY]
+    assert timer.key.wake_at - h.now == 400, "backoff keeps growing across progress"
+    h.now = timer.key.wake_at
+    (start,) = of(h.step(TimerFired(timer.key)), StartAttempt)
+    assert start.retry_count == 1, "the SDK sees retries since the last stored command"
+    assert start.since_progress_ms == h.now - progress_at
+
+
+def test_the_sdk_can_ask_to_pause() -> None:
+    h = Harness()
+    inv = h.invoke(GREET)
+    effects = h.step(AttemptFailed(inv, 1, "dp", Failure(500, "x"), RetryPolicy(), pause=True))
+    assert of(effects, ScheduleTimer) == []
+    assert h.store.statuses[inv].status is Status.PAUSED
+
+
+def test_each_notification_writes_one_seen_row() -> None:
+    h = Harness()
+    inv = h.invoke(GREET)
+    for cid in range(1, 6):
+        entry = completion(MessageType.RUN_COMPLETION, cid, Output(value=b"v"))
+        h.machine.apply(ProposeRunCompletion(inv, 1, "dp", cid, entry), h.now)
+        changes = h.machine.take_changes()
+        assert len(changes.seen) == 1, "a step writes its own row, not the whole set again"
+        h.store.commit(changes)
+        h.machine.take_effects()
+        h.machine.committed()
+
+
+def test_scheduled_invocations_wait_in_storage_and_nothing_reads_disk_while_applying() -> None:
+    h = Harness()
+    inv = h.new_id()
+    effects = h.step(Invoke(inv, GREET, b"", execution_time=h.now + 10**9))
+    (timer,) = of(effects, ScheduleTimer)
+    assert inv not in h.machine.invocations, "a delayed invocation is not held in memory"
+    # Attach, an idempotent duplicate and the timer: all from what was preloaded.
+    h.step(Attach(inv, 3, wait=False))
+    h.now = timer.key.wake_at
+    (start,) = of(h.step(TimerFired(timer.key)), StartAttempt)
+    assert start.invocation_id == inv and h.store.statuses[inv].status is Status.INVOKED
+    obj = h.invoke(COUNTER_ADD)
+    get = pb.GetLazyStateCommandMessage(key=b"n", result_completion_id=1)
+    h.append(obj, 1, MessageType.GET_LAZY_STATE_COMMAND, get)
+    assert h.loader.reads == 0

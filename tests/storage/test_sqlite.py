@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
-from pyrestate.core.changes import Changes, StateOp
+import pytest
+
+from pyrestate.core.changes import SEEN_COMPLETION, SEEN_SIGNAL, Changes, StateOp
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import (
     CallerRef,
@@ -19,7 +22,8 @@ from pyrestate.core.model import (
     TimerKey,
     TimerKind,
 )
-from pyrestate.storage.sqlite import SqlitePartitionStore
+from pyrestate.storage import schema
+from pyrestate.storage.sqlite import WAL_SIZE_LIMIT, SqlitePartitionStore, StorageError
 
 INV = InvocationId(42, bytes(range(16)))
 OTHER = InvocationId(43, bytes(16))
@@ -65,6 +69,7 @@ def test_a_committed_batch_reads_back_after_reopening(tmp_path: Path) -> None:
                 StateOp("Obj", "k/1", b"a", None),
             ],
             timers_added=[timer],
+            seen=[(INV, SEEN_COMPLETION, 5), (INV, SEEN_SIGNAL, "x")],
         )
     )
     store.close()
@@ -95,3 +100,74 @@ def test_completed_output_clear_all_and_purge(tmp_path: Path) -> None:
     store.commit(Changes(purged=[INV]))
     assert store.invocation(INV) is None
     assert store.journal(INV, 10) == []
+
+
+def _v1_database(path: Path) -> None:
+    """A database as pyrestate 0.1.0 left it: version-1 tables, user_version 0."""
+    db = sqlite3.connect(path)
+    db.executescript(schema._V1)
+    suspended = dict(
+        id=INV.to_bytes(), status="suspended", service="Obj", handler="run", key="k",
+        service_type="virtual_object", handler_type="exclusive", created_at=1, modified_at=2,
+        headers="[]", callers="[]", journal_length=3, command_count=1, attempt=1,
+        retry_count=0, waiting="[[7], []]", seen='[[5], ["x"]]', completion_retention=10,
+        journal_retention=20,
+    )  # fmt: skip
+    done = dict(suspended, id=OTHER.to_bytes(), status="completed", completed_at=100)
+    done.update(output_value=b"out", waiting="[[], []]", seen="[[], []]")
+    for row in (suspended, done):
+        names = ", ".join(row)
+        db.execute(f"INSERT INTO invocation ({names}) VALUES ({', '.join('?' * len(row))})",
+                   tuple(row.values()))  # fmt: skip
+    db.executemany(
+        "INSERT INTO timer VALUES (?, ?, ?, ?)",
+        [(50, INV.to_bytes(), "sleep", 7), (120, OTHER.to_bytes(), "cleanup", 0)],
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
+    _v1_database(tmp_path / "p.db")
+    store = SqlitePartitionStore(tmp_path / "p.db")
+    assert store._writer.execute("PRAGMA user_version").fetchone()[0] == schema.LATEST
+    (active,) = store.active_invocations()
+    assert active.completions_seen == {5} and active.signals_seen == {"x"}
+    assert active.waiting_completions == frozenset({7})
+    assert store.timers() == [TimerKey(50, INV.to_bytes(), TimerKind.SLEEP, 7, life=1)]
+    assert store.expired(119, 10) == [] and store.expired(120, 10) == [OTHER]
+    store.close()
+
+
+def test_a_database_from_a_newer_pyrestate_is_refused(tmp_path: Path) -> None:
+    SqlitePartitionStore(tmp_path / "p.db").close()
+    db = sqlite3.connect(tmp_path / "p.db")
+    db.execute(f"PRAGMA user_version = {schema.LATEST + 1}")
+    db.close()
+    with pytest.raises(schema.SchemaError, match="newer"):
+        SqlitePartitionStore(tmp_path / "p.db")
+
+
+def test_a_journal_index_written_twice_is_an_error_not_an_overwrite(tmp_path: Path) -> None:
+    store = SqlitePartitionStore(tmp_path / "p.db")
+    store.commit(Changes(journal=[(INV, 0, JournalEntry(0x0400, b"first"))]))
+    with pytest.raises(StorageError, match="twice"):
+        store.commit(Changes(journal=[(INV, 0, JournalEntry(0x0400, b"second"))]))
+    assert store.journal(INV, 1) == [JournalEntry(0x0400, b"first")]
+    store.close()
+
+
+def test_large_state_is_not_read_whole_for_eager_sending(tmp_path: Path) -> None:
+    store = SqlitePartitionStore(tmp_path / "p.db")
+    store.commit(Changes(state=[StateOp("Obj", "k", bytes([i]), b"x" * 100) for i in range(10)]))
+    assert store.state_within("Obj", "k", 10_000) == store.state("Obj", "k")
+    assert store.state_within("Obj", "k", 500) is None
+    store.close()
+
+
+def test_the_wal_is_bounded_and_checked(tmp_path: Path) -> None:
+    store = SqlitePartitionStore(tmp_path / "p.db")
+    db = store._writer
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA journal_size_limit").fetchone()[0] == WAL_SIZE_LIMIT
+    store.close()

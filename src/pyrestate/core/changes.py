@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import InvocationStatus, JournalEntry, TimerKey
 
+SEEN_COMPLETION = 0
+SEEN_SIGNAL = 1
+
 
 @dataclass(slots=True)
 class StateOp:
@@ -21,17 +24,25 @@ class Changes:
     # Latest record per invocation; written once per batch however often it changed.
     statuses: dict[InvocationId, InvocationStatus] = field(default_factory=dict)
     purged: list[InvocationId] = field(default_factory=list)
+    # Completed invocations whose retention ran out, found by storage's sweep: deleted
+    # only if still completed.
+    expired: list[InvocationId] = field(default_factory=list)
     journal: list[tuple[InvocationId, int, JournalEntry]] = field(default_factory=list)
     state: list[StateOp] = field(default_factory=list)
     timers_added: list[TimerKey] = field(default_factory=list)
     timers_removed: list[TimerKey] = field(default_factory=list)
+    # Notifications newly seen, one row each (never the whole set again): (id, kind, value),
+    # kind SEEN_COMPLETION with a completion id or SEEN_SIGNAL with a signal index or name.
+    seen: list[tuple[InvocationId, int, int | str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
             self.statuses
             or self.purged
+            or self.expired
             or self.journal
             or self.state
             or self.timers_added
             or self.timers_removed
+            or self.seen
         )

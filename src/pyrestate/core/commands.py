@@ -18,10 +18,15 @@ class RetryPolicy:
     max_attempts: int | None = 70  # None: retry forever
     pause_on_max_attempts: bool = True  # official default; else the invocation fails
 
-    def delay_ms(self, retry_count: int) -> int:
-        """Delay before the attempt following the ``retry_count``-th failure (1-based)."""
-        delay = self.initial_interval_ms * self.factor ** (retry_count - 1)
-        return int(min(delay, self.max_interval_ms))
+    def delay_ms(self, failures: int) -> int:
+        """Delay before the attempt following the ``failures``-th failure (1-based)."""
+        try:
+            delay = self.initial_interval_ms * self.factor ** (failures - 1)
+        except OverflowError:  # a factor above 1 after ~1000 failures
+            return self.max_interval_ms
+        if not delay < self.max_interval_ms:  # also NaN
+            return self.max_interval_ms
+        return max(0, int(delay))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,7 @@ class AttemptFailed(AttemptReport):
     next_retry_delay_ms: int | None = None
     # The SDK asked to fail without retrying (ErrorBehavior.FAIL) or the error is terminal.
     terminal: bool = False
+    pause: bool = False  # the SDK asked to pause (ErrorBehavior.PAUSE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,13 @@ class DeliverNotification:
 
 
 @dataclass(frozen=True, slots=True)
+class Expire:
+    """Completed invocations past their retention, found by the storage sweep."""
+
+    invocation_ids: tuple[InvocationId, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CallResult:
     """A callee finished: deliver its output to the caller's journal."""
 
@@ -140,4 +153,5 @@ Command = (
     | TimerFired
     | DeliverNotification
     | CallResult
+    | Expire
 )

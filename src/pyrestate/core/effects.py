@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyrestate.core.ids import InvocationId
-from pyrestate.core.model import JournalEntry, Output, Target, TimerKey
+from pyrestate.core.model import Failure, JournalEntry, Output, Target, TimerKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +15,8 @@ class StartAttempt:
     target: Target
     journal_length: int
     deployment_id: str | None  # pinned deployment, None: pick the service's current one
-    retry_count: int
+    retry_count: int  # failed attempts since the last stored command
+    since_progress_ms: int  # time since the last stored command (or since creation)
     # The journal when the core still holds it (a fresh invocation); else read from storage.
     journal: tuple[JournalEntry, ...] | None = None
 
@@ -39,8 +40,13 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class AbortAttempt:
+    """Stop a running attempt and report it failed with ``failure`` (retried per policy)."""
+
     invocation_id: InvocationId
     attempt: int
+    target: Target
+    deployment_id: str
+    failure: Failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class Reply:
 
     ``output`` set: the invocation is complete. Otherwise, if ``pending``, the ingress may
     wait for a ``Completed`` of ``invocation_id``. ``invocation_id`` None: nothing found.
+    ``error`` set: the command could not be applied (nothing of it was committed).
     """
 
     token: int
@@ -56,6 +63,7 @@ class Reply:
     output: Output | None = None
     pending: bool = False
     target: Target | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,19 +5,26 @@ commands (``now`` in epoch ms). Reads of committed data that is not held in memo
 through the ``Loader`` the shell passes in. The shell commits ``take_changes()`` in one
 transaction and only then releases ``take_effects()``.
 
-Memory holds every invocation that is not completed (a small record each), the lock and
-inbox of every busy object key, and completed invocations until their batch is committed.
+Memory holds every invocation that is running or waits for something other than its
+start time (a small record each), the lock and inbox of every busy object key, and what a
+batch touched until it is committed. Scheduled (delayed) invocations, completed ones and
+object state live in storage; the shell preloads what a batch needs (``needs``/``preload``)
+so that applying it reads nothing from disk.
+
+A command that raises leaves the machine half-changed: the shell then discards the batch,
+``reload``s from committed storage, applies the batch again without that command, and
+turns it into an outcome with ``reject``.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pyrestate.core import notifications as notif
-from pyrestate.core.changes import Changes, StateOp
+from pyrestate.core.changes import SEEN_COMPLETION, SEEN_SIGNAL, Changes, StateOp
 from pyrestate.core.commands import (
     AppendCommand,
     Attach,
@@ -27,12 +34,14 @@ from pyrestate.core.commands import (
     CallResult,
     Command,
     DeliverNotification,
+    Expire,
     Invoke,
     ProposeRunCompletion,
     Suspend,
     TimerFired,
 )
 from pyrestate.core.effects import (
+    AbortAttempt,
     Ack,
     Completed,
     Effect,
@@ -42,6 +51,7 @@ from pyrestate.core.effects import (
     StartAttempt,
 )
 from pyrestate.core.ids import AwakeableId, IdError, InvocationId
+from pyrestate.core.limits import MAX_DURATION_MS
 from pyrestate.core.model import (
     CallerRef,
     Failure,
@@ -83,6 +93,12 @@ class PartitionMachine:
         self.objects: dict[tuple[str, str], ObjectQueue] = {}
         # Lazily loaded object state, kept identical to storage plus this batch's writes.
         self._state: dict[tuple[str, str], dict[bytes, bytes]] = {}
+        # This batch's state writes per object key, for a cache miss to replay.
+        self._state_ops: dict[tuple[str, str], list[StateOp]] = {}
+        # Invocations the shell loaded for this batch (None: known not to exist).
+        self._loaded: dict[InvocationId, InvocationStatus | None] = {}
+        # In memory only while a batch handles them (scheduled ones wait in storage).
+        self._evictable: list[InvocationId] = []
         self._next_inbox_seq = 0
         # What the current batch completed and which object keys it touched, so that
         # committed() can let go of them without scanning everything in memory.
@@ -95,7 +111,28 @@ class PartitionMachine:
     # --- Recovery
 
     def recover(self, active: Iterable[InvocationStatus], now: int) -> None:
-        """Rebuild memory from the committed non-completed invocations, restart running ones."""
+        """Rebuild memory from committed storage's active invocations, restart running ones."""
+        self.reload(active, now)
+        for st in list(self.invocations.values()):
+            if st.status is Status.INVOKED:
+                self._start_attempt(st)
+
+    def reload(self, active: Iterable[InvocationStatus], now: int) -> None:
+        """Forget everything not committed; memory as committed storage has it.
+
+        Running attempts are left alone: the invoker runs exactly the committed ones.
+        """
+        self.invocations.clear()
+        self.objects.clear()
+        self._state.clear()
+        self._state_ops.clear()
+        self._loaded.clear()
+        self._evictable.clear()
+        self._completed.clear()
+        self._touched.clear()
+        self._changes = Changes()
+        self._effects = []
+        self._next_inbox_seq = 0
         self._now = now
         inboxed: list[InvocationStatus] = []
         for st in active:
@@ -108,9 +145,7 @@ class PartitionMachine:
                 self._next_inbox_seq = max(self._next_inbox_seq, st.inbox_seq + 1)
         for st in sorted(inboxed, key=lambda s: s.inbox_seq or 0):
             self._object(st.target).inbox.append(st.id)
-        for st in list(self.invocations.values()):
-            if st.status is Status.INVOKED:
-                self._start_attempt(st)
+        self._touched.clear()
 
     # --- Driving
 
@@ -137,11 +172,66 @@ class PartitionMachine:
                 self._deliver_call_result(command.caller, command.output)
             case Attach():
                 self._on_attach(command)
+            case Expire():
+                self._on_expire(command)
             case _:
                 raise TypeError(f"unknown command {command!r}")
 
+    def needs(self, commands: Iterable[Command]) -> tuple[set[InvocationId], set[tuple[str, str]]]:
+        """Invocations and object states these commands will read that memory lacks."""
+        ids: set[InvocationId] = set()
+        refs: set[tuple[str, str]] = set()
+        for cmd in commands:
+            match cmd:
+                case Invoke(idempotency_key=str()) | Attach():
+                    ids.add(cmd.invocation_id)
+                case TimerFired():
+                    ids.add(InvocationId.from_bytes(cmd.key.invocation_id))
+                case AppendCommand():
+                    if cmd.callee is not None and cmd.callee.idempotency_key is not None:
+                        ids.add(cmd.callee.invocation_id)
+                    if cmd.entry.type in _STATE_READS:
+                        st = self.invocations.get(cmd.invocation_id)
+                        ref = st.target.object_ref if st is not None else None
+                        if ref is not None and ref not in self._state:
+                            refs.add(ref)
+        ids.difference_update(self.invocations)
+        return ids, refs
+
+    def preload(
+        self,
+        invocations: Mapping[InvocationId, InvocationStatus | None],
+        states: Mapping[tuple[str, str], dict[bytes, bytes]],
+    ) -> None:
+        """What ``needs`` asked for, read from committed storage just before the batch."""
+        self._loaded.update(invocations)
+        for ref, values in states.items():
+            if ref not in self._state:
+                self._state[ref] = values
+                self._touched.add(ref)
+
+    def reject(self, command: Command, error: str) -> None:
+        """``command`` could not be applied (nothing of it remains): answer it as failed."""
+        failure = Failure(500, f"internal error, the command was not applied: {error}")
+        match command:
+            case Invoke() | Attach() | DeliverNotification() if command.reply is not None:
+                self._effects.append(Reply(command.reply, None, error=failure.message))
+            case AttemptFailed():
+                st = self._current(command)
+                if st is not None:  # nothing left to try: wait for an operator
+                    st.status = Status.PAUSED
+                    st.last_failure = failure
+                    self._dirty(st)
+            case AttemptReport():
+                st = self._current(command)
+                if st is not None:
+                    self._effects.append(
+                        AbortAttempt(st.id, st.attempt, st.target, command.deployment_id, failure)
+                    )
+
     def take_changes(self) -> Changes:
         changes, self._changes = self._changes, Changes()
+        self._state_ops.clear()
         return changes
 
     def take_effects(self) -> list[Effect]:
@@ -156,6 +246,12 @@ class PartitionMachine:
             if st is not None and st.status is Status.COMPLETED:
                 del self.invocations[inv_id]
         self._completed.clear()
+        for inv_id in self._evictable:
+            st = self.invocations.get(inv_id)
+            if st is not None and st.status is Status.SCHEDULED:
+                del self.invocations[inv_id]
+        self._evictable.clear()
+        self._loaded.clear()
         for ref in self._touched:
             q = self.objects.get(ref)
             if q is None or (q.holder is None and not q.inbox):
@@ -166,8 +262,16 @@ class PartitionMachine:
     # --- Lookups
 
     def _get(self, inv_id: InvocationId) -> InvocationStatus | None:
+        """From memory, else as preloaded (or, unplanned, read) from committed storage."""
         st = self.invocations.get(inv_id)
-        return st if st is not None else self._loader.invocation(inv_id)
+        if st is not None:
+            return st
+        st = self._loaded[inv_id] if inv_id in self._loaded else self._loader.invocation(inv_id)
+        if st is not None and not st.is_completed:
+            # It may change now: memory holds it while this batch does.
+            self.invocations[inv_id] = st
+            self._evictable.append(inv_id)
+        return st
 
     def _current(self, report: AttemptReport) -> InvocationStatus | None:
         """The invocation a report is about, if the report comes from its running attempt."""
@@ -238,7 +342,8 @@ class PartitionMachine:
         if cmd.reply is not None:
             self._effects.append(Reply(cmd.reply, st.id, pending=True))
         if cmd.execution_time is not None and cmd.execution_time > self._now:
-            self._add_timer(TimerKey(cmd.execution_time, st.id.to_bytes(), TimerKind.SCHEDULED))
+            self._add_timer(st, cmd.execution_time, TimerKind.SCHEDULED)
+            self._evictable.append(st.id)
         else:
             self._enqueue(st, fresh)
 
@@ -275,6 +380,7 @@ class PartitionMachine:
                 st.journal_length,
                 st.deployment_id,
                 st.retry_count,
+                self._now - (st.last_progress_at or st.created_at),
                 (fresh,) if fresh is not None else None,
             )
         )
@@ -302,28 +408,35 @@ class PartitionMachine:
             if completion_id in st.completions_seen:
                 return
             st.completions_seen.add(completion_id)
+            self._changes.seen.append((st.id, SEEN_COMPLETION, completion_id))
         if signal is not None:
             if signal in st.signals_seen:
                 return  # e.g. an awakeable resolved twice: the first resolution wins
             st.signals_seen.add(signal)
+            self._changes.seen.append((st.id, SEEN_SIGNAL, signal))
         index = self._append(st, entry)
         if st.status is Status.INVOKED:
             self._effects.append(Notify(st.id, st.attempt, index, entry))
         elif st.status is Status.SUSPENDED and (
             completion_id in st.waiting_completions or signal in st.waiting_signals
         ):
+            st.attempt_failures = 0  # resumed: a new run of attempts, as the official counts
             self._start_attempt(st)
 
     def _on_append_command(self, cmd: AppendCommand) -> None:
         st = self._current(cmd)
         if st is None:
             return
+        handler = _COMMAND_HANDLERS.get(cmd.entry.type)
+        if cmd.entry.type in _STATE_READS:
+            self._read_state(st.target)  # may read storage: before anything changes
         command_index = st.command_count
         st.command_count += 1
+        st.retry_count = 0  # progress: the SDK counts its retries since the last command
+        st.last_progress_at = self._now
         self._append(st, cmd.entry)
         if cmd.requires_ack:
             self._effects.append(Ack(st.id, st.attempt, command_index))
-        handler = _COMMAND_HANDLERS.get(cmd.entry.type)
         if handler is not None:
             handler(self, st, cmd)
 
@@ -358,10 +471,8 @@ class PartitionMachine:
 
     def _cmd_sleep(self, st: InvocationStatus, cmd: AppendCommand) -> None:
         msg: pb.SleepCommandMessage = cmd.message  # type: ignore[assignment]
-        key = TimerKey(
-            msg.wake_up_time, st.id.to_bytes(), TimerKind.SLEEP, msg.result_completion_id
-        )
-        self._add_timer(key)
+        # The invoker bounded wake_up_time.
+        self._add_timer(st, msg.wake_up_time, TimerKind.SLEEP, msg.result_completion_id)
 
     def _cmd_call(self, st: InvocationStatus, cmd: AppendCommand) -> None:
         """Calls and one-way sends: the caller learns the callee's id, the callee starts."""
@@ -370,7 +481,10 @@ class PartitionMachine:
         notification_id = msg.invocation_id_notification_idx
         entry = notif.invocation_id_completion(notification_id, str(cmd.callee.invocation_id))
         self._append_notification(st, entry, completion_id=notification_id)
-        self._on_invoke(cmd.callee)
+        callee = cmd.callee
+        if callee.caller is not None:
+            callee = replace(callee, caller=replace(callee.caller, life=st.created_at))
+        self._on_invoke(callee)
 
     def _cmd_complete_awakeable(self, st: InvocationStatus, cmd: AppendCommand) -> None:
         msg: pb.CompleteAwakeableCommandMessage = cmd.message  # type: ignore[assignment]
@@ -411,9 +525,11 @@ class PartitionMachine:
         ref = target.object_ref
         if ref is None:
             return  # the invoker refuses state commands of unkeyed services
-        self._changes.state.append(StateOp(ref[0], ref[1], name, value))
+        op = StateOp(ref[0], ref[1], name, value)
+        self._changes.state.append(op)
         cached = self._state.get(ref)
         if cached is None:
+            self._state_ops.setdefault(ref, []).append(op)
             return
         if name is None:
             cached.clear()
@@ -429,10 +545,8 @@ class PartitionMachine:
         cached = self._state.get(ref)
         if cached is None:
             cached = dict(self._loader.state(*ref))
-            # Replay this batch's writes, which storage does not have yet.
-            for op in self._changes.state:
-                if (op.service, op.key) != ref:
-                    continue
+            # Replay this batch's writes to this key, which storage does not have yet.
+            for op in self._state_ops.pop(ref, ()):
                 if op.name is None:
                     cached.clear()
                 elif op.value is None:
@@ -468,26 +582,30 @@ class PartitionMachine:
         if st is None:
             return
         st.retry_count += 1
+        st.attempt_failures += 1
         st.last_failure = cmd.failure
         st.last_failure_related = cmd.related
         policy = cmd.retry_policy
         if cmd.terminal:
             self._complete(st, Output(failure=cmd.failure))
             return
-        if policy.max_attempts is not None and st.retry_count >= policy.max_attempts:
-            if policy.pause_on_max_attempts:
-                st.status = Status.PAUSED
-                self._dirty(st)
-            else:
-                self._complete(st, Output(failure=cmd.failure))
+        out_of_attempts = (
+            policy.max_attempts is not None and st.attempt_failures >= policy.max_attempts
+        )
+        if cmd.pause or (out_of_attempts and policy.pause_on_max_attempts):
+            st.status = Status.PAUSED
+            self._dirty(st)
+            return
+        if out_of_attempts:
+            self._complete(st, Output(failure=cmd.failure))
             return
         delay = cmd.next_retry_delay_ms
         if delay is None:
-            delay = policy.delay_ms(st.retry_count)
+            delay = policy.delay_ms(st.attempt_failures)
         st.status = Status.BACKING_OFF
-        st.next_retry_at = self._now + delay
+        st.next_retry_at = self._now + min(delay, MAX_DURATION_MS)
         self._dirty(st)
-        self._add_timer(TimerKey(st.next_retry_at, st.id.to_bytes(), TimerKind.RETRY, st.attempt))
+        self._add_timer(st, st.next_retry_at, TimerKind.RETRY, st.attempt)
 
     def _on_attempt_ended(self, cmd: AttemptEnded) -> None:
         st = self._current(cmd)
@@ -507,8 +625,8 @@ class PartitionMachine:
         self._effects.append(Completed(st.id, output))
         for caller in st.callers:
             self._deliver_call_result(caller, output)
-        retention = max(st.completion_retention, st.journal_retention)
-        self._add_timer(TimerKey(self._now + retention, st.id.to_bytes(), TimerKind.CLEANUP))
+        if max(st.completion_retention, st.journal_retention) <= 0:
+            self._purge(st.id)  # nothing to keep; otherwise storage's sweep expires it
 
     def _release(self, target: Target) -> None:
         q = self._object(target)
@@ -522,7 +640,7 @@ class PartitionMachine:
 
     def _deliver_call_result(self, caller: CallerRef, output: Output) -> None:
         st = self.invocations.get(caller.invocation_id)
-        if st is None:
+        if st is None or (caller.life and st.created_at != caller.life):
             return
         entry = notif.completion(MessageType.CALL_COMPLETION, caller.completion_id, output)
         self._append_notification(st, entry, completion_id=caller.completion_id)
@@ -536,19 +654,18 @@ class PartitionMachine:
 
     # --- Timers
 
-    def _add_timer(self, key: TimerKey) -> None:
+    def _add_timer(
+        self, st: InvocationStatus, wake_at: int, kind: TimerKind, completion_id: int = 0
+    ) -> None:
+        key = TimerKey(wake_at, st.id.to_bytes(), kind, completion_id, st.created_at)
         self._changes.timers_added.append(key)
         self._effects.append(ScheduleTimer(key))
 
     def _on_timer(self, key: TimerKey) -> None:
+        st = self._get(InvocationId.from_bytes(key.invocation_id))
         self._changes.timers_removed.append(key)
-        inv_id = InvocationId.from_bytes(key.invocation_id)
-        if key.kind is TimerKind.CLEANUP:
-            self._purge(inv_id)
-            return
-        st = self.invocations.get(inv_id)
-        if st is None:
-            return
+        if st is None or st.created_at != key.life:
+            return  # its invocation is gone, or this id has started a new life since
         if key.kind is TimerKind.SLEEP:
             entry = notif.completion(MessageType.SLEEP_COMPLETION, key.completion_id, None)
             self._append_notification(st, entry, completion_id=key.completion_id)
@@ -559,12 +676,15 @@ class PartitionMachine:
             self._enqueue(st)
 
     def _purge(self, inv_id: InvocationId) -> None:
-        st = self._get(inv_id)
-        if st is None or not st.is_completed:
-            return
         self.invocations.pop(inv_id, None)
         self._changes.statuses.pop(inv_id, None)
         self._changes.purged.append(inv_id)
+
+    def _on_expire(self, cmd: Expire) -> None:
+        for inv_id in cmd.invocation_ids:
+            st = self.invocations.get(inv_id)
+            if st is None:  # completed and committed: storage deletes it if still so
+                self._changes.expired.append(inv_id)
 
     # --- Ingress queries
 
@@ -577,6 +697,10 @@ class PartitionMachine:
         else:
             self._effects.append(Reply(cmd.reply, st.id, pending=cmd.wait, target=st.target))
 
+
+_STATE_READS = frozenset(
+    {MessageType.GET_LAZY_STATE_COMMAND, MessageType.GET_LAZY_STATE_KEYS_COMMAND}
+)
 
 _COMMAND_HANDLERS = {
     MessageType.OUTPUT_COMMAND: PartitionMachine._cmd_output,

@@ -81,6 +81,7 @@ class CallerRef:
 
     invocation_id: InvocationId
     completion_id: int
+    life: int = 0  # the caller's created_at: a result must not reach a later life of its id
 
 
 @dataclass(slots=True)
@@ -102,7 +103,12 @@ class InvocationStatus:
     journal_length: int = 0
     command_count: int = 0
     attempt: int = 0  # increases with every attempt, also across restarts
-    retry_count: int = 0  # failed attempts since the last progress
+    # Failed attempts since the SDK last stored a command (what StartMessage reports).
+    retry_count: int = 0
+    # Failed attempts since the invocation last started running (created or resumed): what
+    # the retry policy's backoff and max attempts count, as the official invoker does.
+    attempt_failures: int = 0
+    last_progress_at: int | None = None  # when the SDK last stored a command
     next_retry_at: int | None = None
     last_failure: Failure | None = None
     last_failure_related: str | None = None
@@ -134,7 +140,6 @@ class TimerKind(StrEnum):
     SLEEP = "sleep"  # completes a SleepCommand
     RETRY = "retry"  # next attempt after backing off
     SCHEDULED = "scheduled"  # delayed invocation becomes due
-    CLEANUP = "cleanup"  # completed invocation past its retention
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -143,3 +148,6 @@ class TimerKey:
     invocation_id: bytes  # raw id bytes keep timers orderable
     kind: TimerKind
     completion_id: int = 0
+    # The invocation's created_at: idempotent ids repeat after a purge, and a timer of an
+    # earlier life must not reach a later one.
+    life: int = 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
+from pyrestate.core.limits import OutOfRange, duration_ms
 from pyrestate.core.model import JournalEntry
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.frames import (
@@ -49,6 +50,7 @@ class Errored:
     related: str | None
     next_retry_delay_ms: int | None
     fail: bool  # the SDK asked not to retry
+    pause: bool = False  # the SDK asked to pause the invocation
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +192,17 @@ def _error(msg: pb.ErrorMessage) -> Errored:
     text = msg.message
     if msg.stacktrace:
         text = f"{text}\n{msg.stacktrace}"
+    delay = None
+    if msg.HasField("next_retry_delay"):
+        try:
+            delay = duration_ms("ErrorMessage.next_retry_delay", msg.next_retry_delay)
+        except OutOfRange as e:
+            raise ProtocolError(str(e)) from None
     return Errored(
         code=msg.code or 500,
         message=text,
         related=related,
-        next_retry_delay_ms=msg.next_retry_delay if msg.HasField("next_retry_delay") else None,
+        next_retry_delay_ms=delay,
         fail=msg.behavior == pb.FAIL,
+        pause=msg.behavior == pb.PAUSE,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import quote
@@ -26,6 +27,7 @@ from pyrestate.core.commands import (
 )
 from pyrestate.core.effects import AbortAttempt, Ack, Effect, Notify, StartAttempt
 from pyrestate.core.ids import InvocationId, new_invocation_id
+from pyrestate.core.limits import OutOfRange, epoch_ms
 from pyrestate.core.model import CallerRef, Failure, JournalEntry, Target
 from pyrestate.identity import RequestSigner
 from pyrestate.invoker import attempt_protocol as ap
@@ -35,6 +37,10 @@ from pyrestate.protocol.frames import MessageType, ProtocolError
 from pyrestate.storage.sqlite import SqlitePartitionStore
 
 log = logging.getLogger(__name__)
+
+# Object state up to this size goes with the StartMessage; beyond it the SDK asks for
+# each key it needs (lazy state), so that a large object never travels whole.
+EAGER_STATE_LIMIT = 4 * 1024 * 1024
 
 _STATE_COMMANDS = frozenset(
     {
@@ -80,6 +86,7 @@ class ServiceConfig:
     inactivity_timeout_s: float = 60.0
     abort_timeout_s: float = 600.0
     retention: Retention = field(default_factory=Retention)
+    lazy_state: bool = False  # the service asked for state on demand, never eagerly
 
 
 class Schemas(Protocol):
@@ -150,26 +157,30 @@ class Invoker:
                 attempt = self._attempts.get(effect.invocation_id)
                 if attempt is not None and attempt.start.attempt == effect.attempt:
                     self._stop(attempt)
+                self._report_failure(
+                    effect.invocation_id,
+                    effect.attempt,
+                    effect.target,
+                    effect.deployment_id,
+                    AttemptError(effect.failure.message, effect.failure.code),
+                )
 
     def _start(self, start: StartAttempt) -> None:
         previous = self._attempts.get(start.invocation_id)
         if previous is not None:
             self._stop(previous)
         attempt = _Attempt(start)
+        # The journal read for the start frames stops at this length; later entries are
+        # forwarded as they come.
+        attempt.known_entries = start.journal_length
         self._attempts[start.invocation_id] = attempt
-        # Read journal and state now, right after the commit that started the attempt,
-        # so they are exactly what the partition had when it decided.
         try:
             dep = self._schemas.deployment_for(start.target.service, start.deployment_id)
-            frames, known = self._start_frames(start, dep)
         except Exception as e:  # e.g. no deployment for the service any more
             self._fail(start, AttemptError(str(e)), None)
             del self._attempts[start.invocation_id]
             return
-        attempt.known_entries = known
-        attempt.task = asyncio.create_task(
-            self._run(attempt, dep, frames), name=str(start.invocation_id)
-        )
+        attempt.task = asyncio.create_task(self._run(attempt, dep), name=str(start.invocation_id))
 
     def _forward(
         self, inv_id: InvocationId, attempt_no: int, index: int, entry: JournalEntry
@@ -193,13 +204,35 @@ class Invoker:
 
     # --- One attempt
 
-    def _start_frames(self, start: StartAttempt, dep: DeploymentInfo) -> tuple[bytes, int]:
-        journal = start.journal
-        if journal is None:
-            journal = tuple(self._store.journal(start.invocation_id, start.journal_length))
+    async def _start_frames(self, start: StartAttempt, dep: DeploymentInfo) -> bytes:
+        """StartMessage and the journal; storage is read off the event loop."""
         key = start.target.key
-        state = self._store.state(start.target.service, key) if key is not None else {}
-        frames = ap.start_frames(
+        lazy = self._config(start.target).lazy_state
+        journal = start.journal
+        if journal is not None and (key is None or lazy):
+            return self._encode_start(start, dep, journal, {} if key is None else None)
+        store = self._store
+
+        def read() -> tuple[tuple[JournalEntry, ...], dict[bytes, bytes] | None]:
+            entries = journal or tuple(store.journal(start.invocation_id, start.journal_length))
+            if key is None:
+                return entries, {}
+            if lazy:
+                return entries, None
+            return entries, store.state_within(start.target.service, key, EAGER_STATE_LIMIT)
+
+        entries, state = await asyncio.get_running_loop().run_in_executor(None, read)
+        return self._encode_start(start, dep, entries, state)
+
+    @staticmethod
+    def _encode_start(
+        start: StartAttempt,
+        dep: DeploymentInfo,
+        journal: tuple[JournalEntry, ...],
+        state: dict[bytes, bytes] | None,
+    ) -> bytes:
+        """``state`` None: partial (lazy) state, the SDK asks for what it needs."""
+        return ap.start_frames(
             version=dep.protocol_version,
             invocation_id=start.invocation_id.to_bytes(),
             debug_id=str(start.invocation_id),
@@ -208,15 +241,15 @@ class Invoker:
             known_entries=len(journal),
             state=state,
             retry_count=start.retry_count,
-            since_last_entry_ms=0,
+            since_last_entry_ms=start.since_progress_ms,
             random_seed=start.invocation_id.random_seed(),
         )
-        return frames, len(journal)
 
-    async def _run(self, attempt: _Attempt, dep: DeploymentInfo, start_frames: bytes) -> None:
+    async def _run(self, attempt: _Attempt, dep: DeploymentInfo) -> None:
         start = attempt.start
         try:
             config = self._config(start.target)
+            start_frames = await self._start_frames(start, dep)
             await self._exchange(attempt, dep, config, start_frames)
         except asyncio.CancelledError:
             raise
@@ -234,15 +267,20 @@ class Invoker:
                 del self._attempts[start.invocation_id]
 
     def _fail(self, start: StartAttempt, error: AttemptError, dep: DeploymentInfo | None) -> None:
-        log.info("invocation %s attempt %d failed: %s", start.invocation_id, start.attempt, error)
-        config = self._config(start.target)
+        dep_id = dep.id if dep is not None else (start.deployment_id or "")
+        self._report_failure(start.invocation_id, start.attempt, start.target, dep_id, error)
+
+    def _report_failure(
+        self, inv: InvocationId, attempt: int, target: Target, dep_id: str, error: AttemptError
+    ) -> None:
+        log.info("invocation %s attempt %d failed: %s", inv, attempt, error)
         self._partition.submit(
             AttemptFailed(
-                start.invocation_id,
-                start.attempt,
-                dep.id if dep is not None else (start.deployment_id or ""),
+                inv,
+                attempt,
+                dep_id,
                 Failure(error.code, str(error)),
-                config.retry_policy,
+                self._config(target).retry_policy,
             )
         )
 
@@ -355,6 +393,7 @@ class Invoker:
                         event.related,
                         event.next_retry_delay_ms,
                         terminal=event.fail,
+                        pause=event.pause,
                     )
                 )
                 return True
@@ -372,6 +411,9 @@ class Invoker:
                 raise AttemptError(f"service {target.service} has no state: it is not keyed", 571)
             if t in _WRITE_COMMANDS and not target.holds_lock:
                 raise AttemptError(f"handler {target} is shared and cannot write state", 571)
+        if t == MessageType.SLEEP_COMMAND:
+            sleep: pb.SleepCommandMessage = event.message  # type: ignore[assignment]
+            _bounded(epoch_ms, "SleepCommand.wake_up_time", sleep.wake_up_time)
         if t == MessageType.CALL_COMMAND:
             call: pb.CallCommandMessage = event.message  # type: ignore[assignment]
             return self._callee(
@@ -394,7 +436,7 @@ class Invoker:
                 send.headers,
                 send.idempotency_key if send.HasField("idempotency_key") else None,
                 None,
-                send.invoke_time or None,
+                _bounded(epoch_ms, "OneWayCallCommand.invoke_time", send.invoke_time) or None,
             )
         return None
 
@@ -430,3 +472,11 @@ class Invoker:
             caller=caller,
             retention=self._config(target).retention,
         )
+
+
+def _bounded(check: Callable[[str, int], int], name: str, value: int) -> int:
+    """A number from the deployment, or an attempt failure naming it (code 571)."""
+    try:
+        return check(name, value)
+    except OutOfRange as e:
+        raise AttemptError(f"protocol violation: {e}", ap.PROTOCOL_VIOLATION) from None

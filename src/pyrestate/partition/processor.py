@@ -7,28 +7,42 @@ many commands under load: group commit. Effects of a batch leave only after its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from pyrestate.core.commands import Command, TimerFired
+from pyrestate.core.commands import Command, Expire, TimerFired
 from pyrestate.core.effects import Completed, Effect, Reply, ScheduleTimer
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.machine import PartitionMachine
-from pyrestate.core.model import Output, Target, TimerKey
+from pyrestate.core.model import InvocationStatus, Output, Target, TimerKey
 from pyrestate.storage.sqlite import SqlitePartitionStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BATCH = 2048
+# Timers due within this window are held in memory; later ones stay in storage until
+# the window moves on, so memory follows the near future, not every pending timer.
+TIMER_WINDOW_MS = 60_000
+# How often storage is swept for completed invocations past their retention.
+SWEEP_INTERVAL_MS = 1_000
+SWEEP_BATCH = 1_000
+# A timer whose command could not be applied is tried again after this long.
+TIMER_RETRY_S = 5.0
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class PartitionUnavailable(Exception):
+    """The writer stopped: nothing more can be accepted or answered."""
 
 
 class EffectHandler(Protocol):
@@ -48,6 +62,10 @@ class Answer:
     target: Target | None = None
 
 
+class CommandRejected(Exception):
+    """The command could not be applied; nothing of it was committed."""
+
+
 class PartitionProcessor:
     def __init__(
         self,
@@ -65,6 +83,9 @@ class PartitionProcessor:
         self._timers: list[TimerKey] = []
         self._timer_handle: asyncio.TimerHandle | None = None
         self._timer_due: int | None = None
+        self._timer_horizon = 0  # timers due before this are in the heap (or fired)
+        self._next_sweep = 0
+        self._housekeeping_handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="pyrestate-commit")
         self.invoker: EffectHandler | None = None
@@ -75,8 +96,7 @@ class PartitionProcessor:
         """Load what was committed, restart interrupted attempts, start the writer loop."""
         now = self._clock()
         self.machine.recover(self.store.active_invocations(), now)
-        for key in self.store.timers():
-            self._push_timer(key)
+        await self._advance_timer_window(now)
         # Restarted attempts are effects like any other; nothing new to commit for them
         # except their attempt numbers, so run them through a normal commit.
         await self._commit_and_release()
@@ -89,8 +109,9 @@ class PartitionProcessor:
         return self._task
 
     async def stop(self) -> None:
-        if self._timer_handle is not None:
-            self._timer_handle.cancel()
+        for handle in (self._timer_handle, self._housekeeping_handle):
+            if handle is not None:
+                handle.cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task])  # never raises: a failure was reported already
@@ -99,6 +120,8 @@ class PartitionProcessor:
     # --- Submitting
 
     def submit(self, command: Command) -> None:
+        if self._task is not None and self._task.done():
+            raise PartitionUnavailable("the partition stopped")
         self._pending.append(command)
         self._wakeup.set()
 
@@ -111,23 +134,145 @@ class PartitionProcessor:
         self.submit(make(token))
         return await fut
 
+    def forget(self, invocation_id: InvocationId, completion: asyncio.Future[Output]) -> None:
+        """A waiting request went away: drop its completion future (and cancel it)."""
+        completion.cancel()
+        futs = self._completions.get(invocation_id)
+        if futs is None:
+            return
+        with contextlib.suppress(ValueError):
+            futs.remove(completion)
+        if not futs:
+            del self._completions[invocation_id]
+
     # --- The writer loop
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except BaseException as e:
+            # Nothing more will be committed: tell every waiting request now.
+            self._fail_waiters(e)
+            raise
+
+    def _fail_waiters(self, cause: BaseException) -> None:
+        error = PartitionUnavailable(f"the partition stopped: {cause!r}")
+        waiting = [*self._replies.values()]
+        for futs in self._completions.values():
+            waiting.extend(futs)
+        self._replies.clear()
+        self._completions.clear()
+        for fut in waiting:
+            if not fut.done():
+                fut.set_exception(error)
+
+    async def _loop(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            await self._housekeeping()
             while self._pending:
-                batch = self._pending[:MAX_BATCH]
-                del self._pending[:MAX_BATCH]
-                now = self._clock()
-                for command in batch:
-                    try:
-                        self.machine.apply(command, now)
-                    except Exception:
-                        # A bug in one command must not stop the partition.
-                        log.exception("failed to apply %r", command)
+                if len(self._pending) <= MAX_BATCH:
+                    batch, self._pending = self._pending, []
+                else:  # rare: a backlog larger than one batch
+                    batch = self._pending[:MAX_BATCH]
+                    del self._pending[:MAX_BATCH]
+                await self._apply_batch(batch)
                 await self._commit_and_release()
+
+    async def _apply_batch(self, batch: list[Command]) -> None:
+        """Apply every command that can be applied; reject the others without a trace.
+
+        A command that raises may have half-changed the machine, so the batch is discarded,
+        memory reloaded from committed storage and the batch applied again without it.
+        """
+        now = self._clock()
+        rejected: dict[int, Exception] = {}
+        while True:
+            await self._preload(c for i, c in enumerate(batch) if i not in rejected)
+            failed = False
+            for i, command in enumerate(batch):
+                if i in rejected:
+                    continue
+                try:
+                    self.machine.apply(command, now)
+                except Exception as e:
+                    log.exception("cannot apply %s; applying its batch again without it", command)
+                    rejected[i] = e
+                    failed = True
+                    break
+            if not failed:
+                break
+            self.machine.take_changes()
+            self.machine.take_effects()
+            active = await self._read(self.store.active_invocations)
+            self.machine.reload(active, now)
+        for i, error in rejected.items():
+            self._reject(batch[i], error)
+
+    def _reject(self, command: Command, error: Exception) -> None:
+        if isinstance(command, TimerFired):
+            # Still in storage (its removal was discarded): try again later, not at once.
+            loop = asyncio.get_running_loop()
+            loop.call_later(TIMER_RETRY_S, self._push_timer, command.key)
+            return
+        try:
+            self.machine.reject(command, f"{type(error).__name__}: {error}")
+        except Exception:
+            log.exception("cannot reject %s", command)
+
+    async def _preload(self, commands: Iterable[Command]) -> None:
+        """Read what the batch needs from storage off the loop, before applying it."""
+        ids, refs = self.machine.needs(commands)
+        if not ids and not refs:
+            return
+        store = self.store
+
+        def load() -> tuple[dict[InvocationId, InvocationStatus | None], dict]:  # type: ignore[type-arg]
+            found = store.invocations(ids)
+            statuses: dict[InvocationId, InvocationStatus | None] = {i: None for i in ids}
+            statuses.update(found)
+            return statuses, {ref: store.state(*ref) for ref in refs}
+
+        try:
+            statuses, states = await self._read(load)
+        except Exception:
+            # Applying reads again, per command: a failure then rejects just that command.
+            log.exception("cannot preload what a batch needs")
+            return
+        self.machine.preload(statuses, states)
+
+    async def _read(self, fn: Callable[[], T]) -> T:
+        # On the commit thread: reads never run beside a commit of this partition.
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def _housekeeping(self) -> None:
+        """Move the timer window on and sweep expired invocations when they are due."""
+        now = self._clock()
+        if now >= self._timer_horizon - TIMER_WINDOW_MS // 2:
+            await self._advance_timer_window(now)
+        if now >= self._next_sweep:
+            expired = await self._read(lambda: self.store.expired(now, SWEEP_BATCH))
+            if expired:
+                self._pending.append(Expire(tuple(expired)))
+            # A full page: more are waiting, sweep again at the next wake-up.
+            self._next_sweep = now if len(expired) == SWEEP_BATCH else now + SWEEP_INTERVAL_MS
+        self._arm_housekeeping(now)
+
+    async def _advance_timer_window(self, now: int) -> None:
+        start, end = self._timer_horizon, now + TIMER_WINDOW_MS
+        due = await self._read(lambda: self.store.timers(before=end, since=start))
+        self._timer_horizon = end
+        for key in due:
+            self._push_timer(key)
+
+    def _arm_housekeeping(self, now: int) -> None:
+        if self._housekeeping_handle is not None:
+            self._housekeeping_handle.cancel()
+        due = min(self._next_sweep, self._timer_horizon - TIMER_WINDOW_MS // 2)
+        self._housekeeping_handle = asyncio.get_running_loop().call_later(
+            max(0.0, (due - now) / 1000), self._wakeup.set
+        )
 
     async def _commit_and_release(self) -> None:
         changes = self.machine.take_changes()
@@ -157,6 +302,9 @@ class PartitionProcessor:
         fut = self._replies.pop(reply.token, None)
         if fut is None or fut.done():
             return
+        if reply.error is not None:
+            fut.set_exception(CommandRejected(reply.error))
+            return
         completion = None
         if reply.pending and reply.invocation_id is not None:
             completion = asyncio.get_running_loop().create_future()
@@ -166,6 +314,8 @@ class PartitionProcessor:
     # --- Timers: a heap of due times; one loop callback armed for the earliest.
 
     def _push_timer(self, key: TimerKey) -> None:
+        if key.wake_at >= self._timer_horizon:
+            return  # in storage; loaded when the window reaches it
         heapq.heappush(self._timers, key)
         if self._timer_due is None or key.wake_at < self._timer_due:
             self._arm_timer()

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Set
+from collections.abc import Iterable, Set
 from pathlib import Path
 
-from pyrestate.core.changes import Changes
+from pyrestate.core.changes import SEEN_COMPLETION, Changes
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import (
     CallerRef,
@@ -28,80 +28,23 @@ from pyrestate.core.model import (
     TimerKey,
     TimerKind,
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS invocation (
-    id BLOB PRIMARY KEY,
-    status TEXT NOT NULL,
-    service TEXT NOT NULL,
-    handler TEXT NOT NULL,
-    key TEXT,
-    service_type TEXT NOT NULL,
-    handler_type TEXT,
-    created_at INTEGER NOT NULL,
-    modified_at INTEGER NOT NULL,
-    headers TEXT NOT NULL,
-    idempotency_key TEXT,
-    callers TEXT NOT NULL,
-    execution_time INTEGER,
-    inbox_seq INTEGER,
-    running_at INTEGER,
-    completed_at INTEGER,
-    deployment_id TEXT,
-    journal_length INTEGER NOT NULL,
-    command_count INTEGER NOT NULL,
-    attempt INTEGER NOT NULL,
-    retry_count INTEGER NOT NULL,
-    next_retry_at INTEGER,
-    last_failure_code INTEGER,
-    last_failure_message TEXT,
-    last_failure_related TEXT,
-    waiting TEXT NOT NULL,
-    seen TEXT NOT NULL,
-    output_value BLOB,
-    output_failure_code INTEGER,
-    output_failure_message TEXT,
-    completion_retention INTEGER NOT NULL,
-    journal_retention INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS invocation_active ON invocation(status) WHERE status != 'completed';
-CREATE TABLE IF NOT EXISTS journal (
-    id BLOB NOT NULL,
-    idx INTEGER NOT NULL,
-    type INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (id, idx)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS state (
-    service TEXT NOT NULL,
-    key TEXT NOT NULL,
-    name BLOB NOT NULL,
-    value BLOB NOT NULL,
-    PRIMARY KEY (service, key, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS timer (
-    wake_at INTEGER NOT NULL,
-    id BLOB NOT NULL,
-    kind TEXT NOT NULL,
-    completion_id INTEGER NOT NULL,
-    PRIMARY KEY (wake_at, id, kind, completion_id)
-) WITHOUT ROWID;
-"""
+from pyrestate.storage.schema import ensure_schema
 
 _COLUMNS = (
     "id, status, service, handler, key, service_type, handler_type, created_at, modified_at, "
     "headers, idempotency_key, callers, execution_time, inbox_seq, running_at, completed_at, "
     "deployment_id, journal_length, command_count, attempt, retry_count, next_retry_at, "
-    "last_failure_code, last_failure_message, last_failure_related, waiting, seen, "
+    "last_failure_code, last_failure_message, last_failure_related, waiting, "
     "output_value, output_failure_code, output_failure_message, completion_retention, "
-    "journal_retention"
+    "journal_retention, attempt_failures, last_progress_at"
 )
 _UPSERT = (
-    f"INSERT OR REPLACE INTO invocation ({_COLUMNS}) VALUES ("
-    + ", ".join("?" * len(_COLUMNS.split(",")))
+    f"INSERT OR REPLACE INTO invocation ({_COLUMNS}, expires_at) VALUES ("
+    + ", ".join("?" * (len(_COLUMNS.split(",")) + 1))
     + ")"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM invocation"
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is truncated to after a checkpoint
 
 
 def _status_row(st: InvocationStatus) -> tuple[object, ...]:
@@ -120,7 +63,7 @@ def _status_row(st: InvocationStatus) -> tuple[object, ...]:
         st.modified_at,
         json.dumps(st.headers) if st.headers else "[]",
         st.idempotency_key,
-        json.dumps([[str(c.invocation_id), c.completion_id] for c in st.callers])
+        json.dumps([[str(c.invocation_id), c.completion_id, c.life] for c in st.callers])
         if st.callers
         else "[]",
         st.execution_time,
@@ -137,12 +80,17 @@ def _status_row(st: InvocationStatus) -> tuple[object, ...]:
         failure.message if failure else None,
         st.last_failure_related,
         _pair(st.waiting_completions, st.waiting_signals),
-        _pair(st.completions_seen, st.signals_seen),
         out.value if out is not None and out.failure is None else None,
         out.failure.code if out is not None and out.failure else None,
         out.failure.message if out is not None and out.failure else None,
         st.completion_retention,
         st.journal_retention,
+        st.attempt_failures,
+        st.last_progress_at,
+        # When the retention sweep may delete it.
+        st.completed_at + max(st.completion_retention, st.journal_retention)
+        if st.completed_at is not None and st.status is Status.COMPLETED
+        else None,
     )
 
 
@@ -156,12 +104,11 @@ def _pair(completions: Set[int], signals: Set[int | str]) -> str:
 
 def _status_from_row(r: tuple) -> InvocationStatus:  # type: ignore[type-arg]
     waiting = json.loads(r[25])
-    seen = json.loads(r[26])
     output = None
-    if r[28] is not None:
-        output = Output(failure=Failure(r[28], r[29]))
+    if r[27] is not None:
+        output = Output(failure=Failure(r[27], r[28]))
     elif r[1] == Status.COMPLETED.value:
-        output = Output(value=r[27] or b"")
+        output = Output(value=r[26] or b"")
     return InvocationStatus(
         id=InvocationId.from_bytes(r[0]),
         status=Status(r[1]),
@@ -170,7 +117,8 @@ def _status_from_row(r: tuple) -> InvocationStatus:  # type: ignore[type-arg]
         modified_at=r[8],
         headers=tuple(tuple(h) for h in json.loads(r[9])),  # type: ignore[misc]
         idempotency_key=r[10],
-        callers=tuple(CallerRef(InvocationId.parse(i), c) for i, c in json.loads(r[11])),
+        # [id, completion] (schema 1) or [id, completion, life]
+        callers=tuple(CallerRef(InvocationId.parse(c[0]), *c[1:]) for c in json.loads(r[11])),
         execution_time=r[12],
         inbox_seq=r[13],
         running_at=r[14],
@@ -185,12 +133,16 @@ def _status_from_row(r: tuple) -> InvocationStatus:  # type: ignore[type-arg]
         last_failure_related=r[24],
         waiting_completions=frozenset(waiting[0]),
         waiting_signals=frozenset(waiting[1]),
-        completions_seen=set(seen[0]),
-        signals_seen=set(seen[1]),
         output=output,
-        completion_retention=r[30],
-        journal_retention=r[31],
+        completion_retention=r[29],
+        journal_retention=r[30],
+        attempt_failures=r[31],
+        last_progress_at=r[32],
     )
+
+
+class StorageError(RuntimeError):
+    """Storage found something that must never happen (a bug, or a damaged database)."""
 
 
 class SqlitePartitionStore:
@@ -198,15 +150,36 @@ class SqlitePartitionStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._writer.execute("PRAGMA journal_mode=WAL")
+        mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StorageError(f"{path}: cannot use WAL mode (journal_mode is {mode})")
         self._writer.execute(f"PRAGMA synchronous={synchronous}")
-        self._writer.executescript(_SCHEMA)
-        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._reader.execute("PRAGMA query_only=1")
+        # Checkpoint often enough, and cut the WAL file back after a burst.
+        self._writer.execute("PRAGMA wal_autocheckpoint=1000")
+        self._writer.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        ensure_schema(self._writer)
+        # One reader connection per thread: the loop thread and worker threads read at once.
+        self._readers = threading.local()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._write_lock = threading.Lock()
 
+    @property
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._readers, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA query_only=1")
+            self._readers.db = db
+            with self._readers_lock:
+                self._all_readers.append(db)
+        return db
+
     def close(self) -> None:
-        self._reader.close()
+        with self._readers_lock:
+            for db in self._all_readers:
+                db.close()
+            self._all_readers.clear()
         self._writer.close()
 
     # --- Writes
@@ -226,15 +199,33 @@ class SqlitePartitionStore:
     @staticmethod
     def _apply(db: sqlite3.Connection, c: Changes) -> None:
         if c.purged:
-            ids = [(i.to_bytes(),) for i in c.purged]
-            db.executemany("DELETE FROM invocation WHERE id = ?", ids)
-            db.executemany("DELETE FROM journal WHERE id = ?", ids)
+            _delete_invocations(db, [(i.to_bytes(),) for i in c.purged])
+        if c.expired:
+            gone = []
+            for inv in c.expired:
+                raw = inv.to_bytes()
+                # Only if still completed: the id may have started a new life meanwhile.
+                cur = db.execute(
+                    "DELETE FROM invocation WHERE id = ? AND status = 'completed'", (raw,)
+                )
+                if cur.rowcount:
+                    gone.append((raw,))
+            _delete_invocations(db, gone)
         if c.statuses:
             db.executemany(_UPSERT, [_status_row(st) for st in c.statuses.values()])
         if c.journal:
+            try:
+                db.executemany(
+                    "INSERT INTO journal (id, idx, type, body) VALUES (?, ?, ?, ?)",
+                    [(i.to_bytes(), idx, e.type, e.body) for i, idx, e in c.journal],
+                )
+            except sqlite3.IntegrityError as e:
+                # An entry index written twice means the machine lost count: never overwrite.
+                raise StorageError(f"journal index written twice: {e}") from e
+        if c.seen:
             db.executemany(
-                "INSERT OR REPLACE INTO journal (id, idx, type, body) VALUES (?, ?, ?, ?)",
-                [(i.to_bytes(), idx, e.type, e.body) for i, idx, e in c.journal],
+                "INSERT OR IGNORE INTO seen (id, kind, value) VALUES (?, ?, ?)",
+                [(i.to_bytes(), kind, value) for i, kind, value in c.seen],
             )
         for op in c.state:
             if op.name is None:
@@ -251,9 +242,10 @@ class SqlitePartitionStore:
                 )
         if c.timers_added:
             db.executemany(
-                "INSERT OR REPLACE INTO timer (wake_at, id, kind, completion_id) VALUES (?,?,?,?)",
+                "INSERT OR REPLACE INTO timer (wake_at, id, kind, completion_id, life) "
+                "VALUES (?, ?, ?, ?, ?)",
                 [
-                    (t.wake_at, t.invocation_id, t.kind.value, t.completion_id)
+                    (t.wake_at, t.invocation_id, t.kind.value, t.completion_id, t.life)
                     for t in c.timers_added
                 ],
             )
@@ -266,19 +258,43 @@ class SqlitePartitionStore:
                 ],
             )
 
-    # --- Reads (the machine's Loader, the invoker, recovery)
+    # --- Reads (the machine's Loader, the invoker, recovery, the retention sweep)
 
     def invocation(self, invocation_id: InvocationId) -> InvocationStatus | None:
+        """The record (with what it has seen, if not completed), None if there is none."""
         row = self._reader.execute(
             _SELECT + " WHERE id = ?", (invocation_id.to_bytes(),)
         ).fetchone()
-        return _status_from_row(row) if row else None
+        if row is None:
+            return None
+        st = _status_from_row(row)
+        if not st.is_completed:
+            self._add_seen([st])
+        return st
+
+    def invocations(self, ids: Iterable[InvocationId]) -> dict[InvocationId, InvocationStatus]:
+        """Those of ``ids`` that exist."""
+        found = ((inv, self.invocation(inv)) for inv in ids)
+        return {inv: st for inv, st in found if st is not None}
 
     def state(self, service: str, key: str) -> dict[bytes, bytes]:
+        state = self.state_within(service, key, None)
+        assert state is not None
+        return state
+
+    def state_within(self, service: str, key: str, limit: int | None) -> dict[bytes, bytes] | None:
+        """An object's state; None if it is larger than ``limit`` bytes (not read whole)."""
         rows = self._reader.execute(
             "SELECT name, value FROM state WHERE service = ? AND key = ?", (service, key)
         )
-        return {bytes(n): bytes(v) for n, v in rows}
+        out: dict[bytes, bytes] = {}
+        size = 0
+        for n, v in rows:
+            size += len(n) + len(v)
+            if limit is not None and size > limit:
+                return None
+            out[bytes(n)] = bytes(v)
+        return out
 
     def journal(self, invocation_id: InvocationId, length: int) -> list[JournalEntry]:
         rows = self._reader.execute(
@@ -288,9 +304,46 @@ class SqlitePartitionStore:
         return [JournalEntry(t, bytes(b)) for t, b in rows]
 
     def active_invocations(self) -> list[InvocationStatus]:
-        rows = self._reader.execute(_SELECT + " WHERE status != 'completed'")
-        return [_status_from_row(r) for r in rows]
+        """What must be in memory after a start: not completed, not merely scheduled."""
+        rows = self._reader.execute(
+            _SELECT + " WHERE status != 'completed' AND status != 'scheduled'"
+        )
+        active = [_status_from_row(r) for r in rows]
+        self._add_seen(active)
+        return active
 
-    def timers(self) -> list[TimerKey]:
-        rows = self._reader.execute("SELECT wake_at, id, kind, completion_id FROM timer")
-        return [TimerKey(w, bytes(i), TimerKind(k), c) for w, i, k, c in rows]
+    def _add_seen(self, statuses: list[InvocationStatus]) -> None:
+        for st in statuses:
+            rows = self._reader.execute(
+                "SELECT kind, value FROM seen WHERE id = ?", (st.id.to_bytes(),)
+            )
+            for kind, value in rows:
+                if kind == SEEN_COMPLETION:
+                    st.completions_seen.add(value)
+                else:
+                    st.signals_seen.add(value)
+
+    def timers(self, before: int | None = None, since: int | None = None) -> list[TimerKey]:
+        """Timers due in ``[since, before)`` (either bound open), earliest first."""
+        rows = self._reader.execute(
+            "SELECT wake_at, id, kind, completion_id, life FROM timer "
+            "WHERE wake_at >= ? AND wake_at < ? ORDER BY wake_at",
+            (-(2**63) if since is None else since, 2**63 - 1 if before is None else before),
+        )
+        return [TimerKey(w, bytes(i), TimerKind(k), c, life) for w, i, k, c, life in rows]
+
+    def expired(self, now: int, limit: int) -> list[InvocationId]:
+        """Completed invocations whose retention ended by ``now``, oldest first."""
+        rows = self._reader.execute(
+            "SELECT id FROM invocation WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
+            (now, limit),
+        )
+        return [InvocationId.from_bytes(r[0]) for r in rows]
+
+
+def _delete_invocations(db: sqlite3.Connection, ids: list[tuple[bytes]]) -> None:
+    """Everything of these invocations: record, journal, seen notifications, timers."""
+    if not ids:
+        return
+    for table in ("invocation", "journal", "seen", "timer"):
+        db.executemany(f"DELETE FROM {table} WHERE id = ?", ids)
