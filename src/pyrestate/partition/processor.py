@@ -77,7 +77,7 @@ class PartitionProcessor:
         self._clock = clock
         self._pending: list[Command] = []
         self._wakeup = asyncio.Event()
-        self._replies: dict[int, asyncio.Future[Answer]] = {}
+        self._replies: dict[int, tuple[asyncio.Future[Answer], bool]] = {}
         self._completions: dict[InvocationId, list[asyncio.Future[Output]]] = {}
         self._next_token = 0
         self._timers: list[TimerKey] = []
@@ -125,12 +125,16 @@ class PartitionProcessor:
         self._pending.append(command)
         self._wakeup.set()
 
-    async def request(self, make: Callable[[int], Command]) -> Answer:
-        """Submit a command that carries a reply token; wait until it is committed."""
+    async def request(self, make: Callable[[int], Command], follow: bool = True) -> Answer:
+        """Submit a command that carries a reply token; wait until it is committed.
+
+        ``follow``: the caller will wait for the invocation's completion if it is still
+        running (a call or attach); a one-way send does not, and parks nothing.
+        """
         token = self._next_token
         self._next_token += 1
         fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._replies[token] = fut
+        self._replies[token] = (fut, follow)
         self.submit(make(token))
         return await fut
 
@@ -157,13 +161,19 @@ class PartitionProcessor:
 
     def _fail_waiters(self, cause: BaseException) -> None:
         error = PartitionUnavailable(f"the partition stopped: {cause!r}")
-        waiting = [*self._replies.values()]
+        waiting: list[asyncio.Future[Answer] | asyncio.Future[Output]] = [
+            fut for fut, _ in self._replies.values()
+        ]
         for futs in self._completions.values():
             waiting.extend(futs)
         self._replies.clear()
         self._completions.clear()
         for fut in waiting:
-            if not fut.done():
+            if fut.done():
+                continue
+            if isinstance(cause, asyncio.CancelledError):
+                fut.cancel()  # an orderly stop
+            else:
                 fut.set_exception(error)
 
     async def _loop(self) -> None:
@@ -299,14 +309,14 @@ class PartitionProcessor:
                     self.invoker.handle(effect)
 
     def _answer(self, reply: Reply) -> None:
-        fut = self._replies.pop(reply.token, None)
+        fut, follow = self._replies.pop(reply.token, (None, False))
         if fut is None or fut.done():
             return
         if reply.error is not None:
             fut.set_exception(CommandRejected(reply.error))
             return
         completion = None
-        if reply.pending and reply.invocation_id is not None:
+        if follow and reply.pending and reply.invocation_id is not None:
             completion = asyncio.get_running_loop().create_future()
             self._completions.setdefault(reply.invocation_id, []).append(completion)
         fut.set_result(Answer(reply.invocation_id, reply.output, completion, reply.target))
