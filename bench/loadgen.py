@@ -242,6 +242,63 @@ async def closed_loop(
     )
 
 
+@dataclass
+class CountResult:
+    seconds: float
+    ok: int
+    failures: int
+    failure_samples: list[str] = field(default_factory=list)
+
+
+async def closed_loop_count(
+    host: str,
+    port: int,
+    make: MakeRequest,
+    concurrency: int,
+    n: int,
+    progress: Callable[[int], None] | None = None,
+    every: int = 0,
+    max_failures: int = 100,
+    timeout: float = 60.0,
+) -> CountResult:
+    """Like closed_loop, but for exactly n requests instead of a time window.
+
+    `progress(done)` is called after every `every`-th response (to sample memory as work
+    piles up). Stops issuing after more than max_failures failed checks, so that a dead
+    server ends the run instead of failing the rest of n one by one.
+    """
+    issued = done = failures = 0
+    samples: list[str] = []
+
+    async def worker(w: int) -> None:
+        nonlocal issued, done, failures
+        client = Client(host, port, timeout)
+        i = 0
+        try:
+            while issued < n and failures <= max_failures:
+                issued += 1
+                request, check = make(client, w, i)
+                i += 1
+                try:
+                    status, body = await client.send(request)
+                    error = check(status, body)
+                except (OSError, HttpError, TimeoutError) as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                done += 1
+                if error is not None:
+                    failures += 1
+                    if len(samples) < 5:
+                        samples.append(error[:300])
+                if progress is not None and every > 0 and done % every == 0:
+                    progress(done)
+        finally:
+            client.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return CountResult(time.perf_counter() - start, done - failures, failures, samples)
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100); NaN for no values."""
     if not values:

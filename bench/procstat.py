@@ -82,14 +82,18 @@ def per_process_cpu_seconds(root: int) -> dict[int, float]:
     return out
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Sum of VmRSS over the tree (shared pages of forked workers count once per process)."""
+def tree_rss_bytes(root: int, peak: bool = False) -> int:
+    """Sum of VmRSS over the tree (shared pages of forked workers count once per process).
+
+    peak: VmHWM instead, each process's high-water mark since it started.
+    """
+    key = b"VmHWM:" if peak else b"VmRSS:"
     total = 0
     for pid in tree_pids(root):
         try:
             with open(f"/proc/{pid}/status", "rb") as f:
                 for line in f:
-                    if line.startswith(b"VmRSS:"):
+                    if line.startswith(key):
                         total += int(line.split()[1]) * 1024
                         break
         except OSError:

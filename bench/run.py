@@ -168,10 +168,10 @@ class Server:
     admin_port: int
 
 
-def start_server(kind: str, workdir: Path) -> Server:
-    ingress, admin, node = free_ports(3)
-    data = workdir / "data"
-    data.mkdir(parents=True)
+def server_command(
+    kind: str, data: Path, ingress: int, admin: int, node: int
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of a server on these loopback ports and data dir."""
     env = dict(os.environ)
     if kind == "pyrestate":
         env["PYTHONUNBUFFERED"] = "1"
@@ -200,17 +200,25 @@ def start_server(kind: str, workdir: Path) -> Server:
             RESTATE_LOG_DISABLE_ANSI_CODES="true",
         )
         argv = [str(ensure_official()), "--base-dir", str(data), "--node-name", "n1"]
+    return argv, env
+
+
+def server_ready(server: Server) -> bool:
+    if httpx.get(f"http://127.0.0.1:{server.admin_port}/health", timeout=2).status_code != 200:
+        return False
+    httpx.get(f"http://127.0.0.1:{server.ingress_port}/restate/health", timeout=2)
+    return True
+
+
+def start_server(kind: str, workdir: Path) -> Server:
+    ingress, admin, node = free_ports(3)
+    data = workdir / "data"
+    data.mkdir(parents=True)
+    argv, env = server_command(kind, data, ingress, admin, node)
     proc = Proc(f"{kind} server", argv, workdir / "server.log", env, REPO_ROOT)
     server = Server(kind, proc, ingress, admin)
-
-    def ready() -> bool:
-        if httpx.get(f"http://127.0.0.1:{admin}/health", timeout=2).status_code != 200:
-            return False
-        httpx.get(f"http://127.0.0.1:{ingress}/restate/health", timeout=2)
-        return True
-
     try:
-        wait_for(f"{kind} server health", ready, [proc], 90)
+        wait_for(f"{kind} server health", lambda: server_ready(server), [proc], 90)
     except BaseException:
         proc.stop()
         raise
