@@ -11,7 +11,14 @@ import pytest
 
 from pyrestate.core import machine as machine_module
 from pyrestate.core.changes import Changes
-from pyrestate.core.commands import AppendCommand, Attach, Invoke, ProposeRunCompletion
+from pyrestate.core.commands import (
+    AppendCommand,
+    Attach,
+    AttemptEnded,
+    Invoke,
+    ProposeRunCompletion,
+    Retention,
+)
 from pyrestate.core.effects import AbortAttempt, Effect, StartAttempt
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import HandlerType, JournalEntry, Output, ServiceType, Status, Target
@@ -248,3 +255,27 @@ async def test_notifications_seen_over_many_steps_survive_a_restart(
     st = again.machine.invocations[inv]
     assert st.completions_seen == set(range(1, 2001)) and st.journal_length == 2001
     await again.stop()
+
+
+async def test_completed_invocations_are_swept_after_their_retention(
+    store: SqlitePartitionStore,
+) -> None:
+    clock = Clock()
+    p, _ = await _started(store, clock)
+    inv = InvocationId(1, bytes(16))
+    await p.request(lambda t: Invoke(inv, GREET, b"", reply=t, retention=Retention(1000, 500)))
+    out = pb.OutputCommandMessage()
+    out.value.content = b"done"
+    p.submit(AppendCommand(inv, 1, "dp", JournalEntry(MessageType.OUTPUT_COMMAND, b""), out))
+    p.submit(AttemptEnded(inv, 1, "dp"))
+    await _settle(p)
+    assert store.invocation(inv) is not None
+    clock.now += 999
+    await p._housekeeping()
+    await _settle(p)
+    assert store.invocation(inv) is not None, "kept for its retention"
+    clock.now += 1 + processor_module.SWEEP_INTERVAL_MS
+    await p._housekeeping()
+    await _settle(p)
+    assert store.invocation(inv) is None and store.journal(inv, 10) == []
+    await p.stop()

@@ -180,8 +180,11 @@ class PartitionProcessor:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            await self._housekeeping()
-            while self._pending:
+            while True:
+                # Also between batches: a steady backlog must not starve timers or sweeps.
+                await self._housekeeping()
+                if not self._pending:
+                    break
                 if len(self._pending) <= MAX_BATCH:
                     batch, self._pending = self._pending, []
                 else:  # rare: a backlog larger than one batch
@@ -259,15 +262,24 @@ class PartitionProcessor:
     async def _housekeeping(self) -> None:
         """Move the timer window on and sweep expired invocations when they are due."""
         now = self._clock()
+        if now < self._housekeeping_due():
+            return
         if now >= self._timer_horizon - TIMER_WINDOW_MS // 2:
             await self._advance_timer_window(now)
         if now >= self._next_sweep:
             expired = await self._read(lambda: self.store.expired(now, SWEEP_BATCH))
             if expired:
-                self._pending.append(Expire(tuple(expired)))
-            # A full page: more are waiting, sweep again at the next wake-up.
+                self.submit(Expire(tuple(expired)))
+            # A full page: more are waiting, sweep again right after this one commits.
             self._next_sweep = now if len(expired) == SWEEP_BATCH else now + SWEEP_INTERVAL_MS
-        self._arm_housekeeping(now)
+        if self._housekeeping_handle is not None:
+            self._housekeeping_handle.cancel()
+        self._housekeeping_handle = asyncio.get_running_loop().call_later(
+            max(0.0, (self._housekeeping_due() - now) / 1000), self._wakeup.set
+        )
+
+    def _housekeeping_due(self) -> int:
+        return min(self._next_sweep, self._timer_horizon - TIMER_WINDOW_MS // 2)
 
     async def _advance_timer_window(self, now: int) -> None:
         start, end = self._timer_horizon, now + TIMER_WINDOW_MS
@@ -275,14 +287,6 @@ class PartitionProcessor:
         self._timer_horizon = end
         for key in due:
             self._push_timer(key)
-
-    def _arm_housekeeping(self, now: int) -> None:
-        if self._housekeeping_handle is not None:
-            self._housekeeping_handle.cancel()
-        due = min(self._next_sweep, self._timer_horizon - TIMER_WINDOW_MS // 2)
-        self._housekeeping_handle = asyncio.get_running_loop().call_later(
-            max(0.0, (due - now) / 1000), self._wakeup.set
-        )
 
     async def _commit_and_release(self) -> None:
         changes = self.machine.take_changes()
