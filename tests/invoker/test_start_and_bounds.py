@@ -114,3 +114,8 @@ def test_the_sdk_can_ask_to_pause() -> None:
     err = pb.ErrorMessage(code=500, message="x", behavior=pb.PAUSE)
     (event,) = ap.AttemptProtocol().feed(ap.encode_message(MessageType.ERROR, err))
     assert isinstance(event, ap.Errored) and event.pause and not event.fail
+
+
+def test_an_end_frame_that_does_not_parse_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError):
+        ap.AttemptProtocol().feed(bytes.fromhex("0003000000000001") + b"\x08")

@@ -137,6 +137,7 @@ class AttemptProtocol:
                 events.append(_error(frame.decode()))  # type: ignore[arg-type]
                 self.done = True
             elif t == MessageType.END:
+                frame.decode()  # an End with a body that does not parse is no clean end
                 events.append(Ended())
                 self.done = True
             elif t == MessageType.AWAITING_ON:
