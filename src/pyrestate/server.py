@@ -12,17 +12,22 @@ import uvicorn
 
 from pyrestate import __version__
 from pyrestate.admin.app import AdminApp
+from pyrestate.admin.app import overloaded as admin_overloaded
 from pyrestate.admin.discovery import discover
 from pyrestate.admin.registry_store import RegistryStore
 from pyrestate.config import Settings, split_bind
+from pyrestate.http_front import start_front_door
 from pyrestate.identity import IdentityKeyError, load_signer
 from pyrestate.ingress.app import IngressApp
+from pyrestate.ingress.app import overloaded as ingress_overloaded
 from pyrestate.invoker.service import Invoker
 from pyrestate.partition.processor import PartitionProcessor
 from pyrestate.schemas import RegistryHolder, SchemaView
 from pyrestate.storage.sqlite import SqlitePartitionStore
 
 log = logging.getLogger("pyrestate")
+
+SHUTDOWN_TIMEOUT_S = 10.0
 
 
 class Server:
@@ -57,28 +62,11 @@ class Server:
 
     async def start(self) -> None:
         await self.partition.start()
-        for app, bind in (
-            (self.ingress, self.settings.ingress_bind),
-            (self.admin, self.settings.admin_bind),
+        for app, overloaded, bind in (
+            (self.ingress, ingress_overloaded, self.settings.ingress_bind),
+            (self.admin, admin_overloaded, self.settings.admin_bind),
         ):
-            host, port = split_bind(bind)
-            config = uvicorn.Config(
-                app,
-                host=host,
-                port=port,
-                lifespan="off",
-                log_level="warning",
-                access_log=False,
-                http="httptools",
-                loop="none",
-                timeout_keep_alive=60,
-            )
-            config.load()
-            server = uvicorn.Server(config)
-            server.lifespan = config.lifespan_class(config)
-            await server.startup()
-            if server.should_exit:
-                raise OSError(f"cannot listen on {bind}")
+            server = await start_front_door(app, bind, overloaded=overloaded)
             self._http.append(server)
             # The main loop refreshes the Date header and notices should_exit.
             self._loops.append(asyncio.create_task(server.main_loop()))
@@ -103,7 +91,7 @@ class Server:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM, then shut down cleanly."""
+    """Run until SIGINT/SIGTERM, then shut down cleanly; a failed writer ends it non-zero."""
     try:
         server = Server(settings)
     except IdentityKeyError as e:
@@ -114,14 +102,20 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await server.start()
     stopped = asyncio.create_task(stop.wait())
+    writer = server.partition.writer
     try:
-        await asyncio.wait([stopped, server.partition.writer], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([stopped, writer], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
-        log.info("shutting down")
-        writer = server.partition.writer
         failure = writer.exception() if writer.done() and not writer.cancelled() else None
-        await server.stop()
+        if failure is not None:
+            log.critical("partition writer failed, stopping", exc_info=failure)
+        log.info("shutting down")
+        try:
+            # A second signal, or a shutdown that does not finish, must not keep us alive.
+            await asyncio.wait_for(server.stop(), SHUTDOWN_TIMEOUT_S)
+        except TimeoutError:
+            log.error("shutdown did not finish within %ss", SHUTDOWN_TIMEOUT_S)
     if failure is not None:
         # Memory is ahead of what is committed: only a restart from disk is safe.
         raise SystemExit(f"partition writer failed: {failure!r}")

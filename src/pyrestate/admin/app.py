@@ -395,6 +395,18 @@ class AdminApp:
         return json_response(200, render_handler(h, _protocol_of(registry, svc)))
 
 
+async def overloaded(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer to a request over the in-flight limit (see `pyrestate.http_front`)."""
+    body = json.dumps({"message": "too many requests in flight, retry later", "restate_code": None})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"retry-after", b"1"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
 def _protocol_of(registry: Registry, svc: ServiceSchema) -> ProtocolType | None:
     dep = registry.deployments.get(svc.deployment_id)
     return None if dep is None else dep.protocol_type

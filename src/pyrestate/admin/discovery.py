@@ -6,6 +6,10 @@ The request carries the same ``accept`` list as the official server (manifest ve
 backoff, about 1.5 s in total, like the official. Every failure becomes an `AdminError`
 with the official status (500), ``restate_code`` and message; coded discovery errors
 carry the code twice in the message, as the official prints them.
+
+A deployment is not trusted: the whole discovery, retries included, ends after
+``timeout`` seconds, a response over ``max_body`` bytes is refused, and errors quote at
+most `EXCERPT_CHARS` characters of what it answered.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ ACCEPT = ", ".join(MANIFEST_CONTENT_TYPES)
 RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8)
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_I32 = 2**31 - 1
+# Real manifests are kilobytes; this leaves room for huge JSON schemas.
+MAX_DISCOVERY_BODY = 10 * 1024 * 1024
+# How much of a deployment's answer an error message quotes.
+EXCERPT_CHARS = 512
 # Old TypeScript SDKs announced a wrong maximum; the official pins it to 1 for them.
 _BROKEN_TS_SDKS = ("restate-sdk-typescript/1.0.", "restate-sdk-typescript/1.1.")
 _BROKEN_TS_SDKS += ("restate-sdk-typescript/1.2.",)
@@ -58,6 +66,13 @@ class _Retryable(Exception):
 def _headers_debug(headers: Mapping[str, str]) -> str:
     fields = (f"{rust_debug_str(k)}: {rust_debug_str(v)}" for k, v in headers.items())
     return "{" + ", ".join(fields) + "}"
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[: EXCERPT_CHARS * 4].decode("utf-8", "replace")
+    if len(text) <= EXCERPT_CHARS and len(body) <= EXCERPT_CHARS * 4:
+        return text
+    return f"{text[:EXCERPT_CHARS]}… ({len(body)} bytes in all)"
 
 
 def _status_text(status: int) -> str:
@@ -100,7 +115,7 @@ def _looks_http1_only(text: str) -> bool:
 def _check_response(resp: Response) -> None:
     if 200 <= resp.status < 300:
         return
-    body = resp.body.decode("utf-8", "replace")
+    body = _excerpt(resp.body)
     if resp.status == 404:
         raise discovery_error(
             "META0003",
@@ -140,7 +155,7 @@ def parse_discovery_response(resp: Response, http_version: HttpVersion) -> Disco
         raise discovery_error(
             None,
             f"received a bad response from the SDK that cannot be decoded: {e}. "
-            f"Discovery response: {resp.body.decode('utf-8', 'replace')}",
+            f"Discovery response: {_excerpt(resp.body)}",
         ) from None
 
     def bad(reason: str) -> AdminError:
@@ -190,11 +205,12 @@ async def discover(
     timeout: float = 30.0,
     cluster_name: str = "localcluster",
     signer: RequestSigner | None = None,
+    max_body: int = MAX_DISCOVERY_BODY,
 ) -> DiscoveredEndpoint:
     """Discover the deployment at ``uri``; raises AdminError like the official server.
 
     HTTP/2 with prior knowledge unless ``use_http_11``; the version used is what the
-    deployment will be invoked with.
+    deployment will be invoked with. ``timeout`` bounds the whole discovery.
     """
     http_version: HttpVersion = "HTTP/1.1" if use_http_11 else "HTTP/2.0"
     shown = normalize_uri(uri)
@@ -208,22 +224,47 @@ async def discover(
     except TransportError as e:
         raise discovery_error("META0003", f"error when calling '{shown}': {e}") from None
     try:
-        delays = iter(retry_delays)
-        while True:
-            try:
-                try:
-                    resp = await transport.request("GET", "/discover", headers, timeout=timeout)
-                except TransportError as e:
-                    error = _transport_error(e, shown, http_version)
-                    if error.restate_code == "META0014":
-                        raise error from None
-                    raise _Retryable(error) from None
-                _check_response(resp)
-                return parse_discovery_response(resp, http_version)
-            except _Retryable as r:
-                delay = next(delays, None)
-                if delay is None:
-                    raise r.error from None
-                await asyncio.sleep(delay)
+        async with asyncio.timeout(timeout):
+            return await _attempts(
+                transport, headers, shown, http_version, retry_delays, timeout, max_body
+            )
+    except TimeoutError:
+        raise discovery_error(
+            "META0003", f"error when calling '{shown}': no complete answer within {timeout}s"
+        ) from None
     finally:
         await transport.aclose()
+
+
+async def _attempts(
+    transport: Transport,
+    headers: list[tuple[str, str]],
+    shown: str,
+    http_version: HttpVersion,
+    retry_delays: Sequence[float],
+    timeout: float,
+    max_body: int,
+) -> DiscoveredEndpoint:
+    delays = iter(retry_delays)
+    while True:
+        try:
+            try:
+                resp = await transport.request("GET", "/discover", headers, timeout=timeout)
+            except TransportError as e:
+                error = _transport_error(e, shown, http_version)
+                if error.restate_code == "META0014":
+                    raise error from None
+                raise _Retryable(error) from None
+            if len(resp.body) > max_body:
+                raise discovery_error(
+                    "META0003",
+                    f"error when calling '{shown}': the discovery response has {len(resp.body)} "
+                    f"bytes, more than the {max_body} accepted",
+                )
+            _check_response(resp)
+            return parse_discovery_response(resp, http_version)
+        except _Retryable as r:
+            delay = next(delays, None)
+            if delay is None:
+                raise r.error from None
+            await asyncio.sleep(delay)

@@ -3,17 +3,23 @@
 Strict like the official server: unknown or repeated fields, wrong types and bad names
 are refused. Optional fields may be null, meaning absent, except maps. Errors name the
 problem and where it is as a JSON path, e.g. ``$.services[0].handlers[2].name``.
+
+Numbers are bounded tighter than the schema's u64 and f64: durations (ms) to about 100
+years, counts to a signed 64-bit integer, floats to finite values, so that nothing a
+deployment announces can overflow storage or the arithmetic done with it later.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from pyrestate.admin.json_text import JsonError, parse_json
+from pyrestate.core.limits import MAX_DURATION_MS
 
 # Decodes one value found at a path; raises ManifestError.
 Check = Callable[[Any, str], Any]
@@ -64,16 +70,30 @@ def _typed(expected: str, *types: type) -> Check:
 
 _STRING = _typed("a string", str)
 _BOOLEAN = _typed("a boolean", bool)
-_F64 = _typed("f64", int, float)
+_NUMBER = _typed("f64", int, float)
 
 
-def _u64(minimum: int) -> Check:
+def _f64(value: Any, path: str) -> float:
+    # Python reads 1e400 as infinity and 1 followed by 400 zeros as an int no float
+    # holds; serde_json refuses both as out of range.
+    try:
+        finite = math.isfinite(_NUMBER(value, path))
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise _fail(path, "number out of range")
+    return value
+
+
+def _u64(minimum: int, maximum: int = 2**64 - 1, unit: str = "") -> Check:
     expected = "u64" if minimum == 0 else "a nonzero u64"
     integer = _typed(expected, int)
 
     def check(value: Any, path: str) -> int:
         if not minimum <= integer(value, path) < 2**64:
             raise _fail(path, f"invalid value: {value}, expected {expected}")
+        if value > maximum:
+            raise _fail(path, f"invalid value: {value}, expected at most {maximum}{unit}")
         return value
 
     return check
@@ -143,21 +163,22 @@ def _struct(fields: dict[str, Check], required: tuple[str, ...] = ()) -> Check:
     return check
 
 
-_U64 = _u64(0)
+_MS = _u64(0, MAX_DURATION_MS, " ms (about 100 years)")
+_COUNT = _u64(0, 2**63 - 1)
 # What services and handlers can both set.
 _OPTIONS: dict[str, Check] = {
-    "abortTimeout": _U64,
+    "abortTimeout": _MS,
     "documentation": _STRING,
     "enableLazyState": _BOOLEAN,
-    "idempotencyRetention": _U64,
-    "inactivityTimeout": _U64,
+    "idempotencyRetention": _MS,
+    "inactivityTimeout": _MS,
     "ingressPrivate": _BOOLEAN,
-    "journalRetention": _U64,
+    "journalRetention": _MS,
     "metadata": _string_map,
-    "retryPolicyExponentiationFactor": _F64,
-    "retryPolicyInitialInterval": _U64,
-    "retryPolicyMaxAttempts": _U64,
-    "retryPolicyMaxInterval": _U64,
+    "retryPolicyExponentiationFactor": _f64,
+    "retryPolicyInitialInterval": _MS,
+    "retryPolicyMaxAttempts": _COUNT,
+    "retryPolicyMaxInterval": _MS,
     "retryPolicyOnMaxAttempts": _one_of("PAUSE", "KILL"),
 }
 _HANDLER = _struct(
@@ -169,7 +190,7 @@ _HANDLER = _struct(
             {"contentType": _STRING, "jsonSchema": _any, "setContentTypeIfEmpty": _BOOLEAN}
         ),
         "ty": _one_of("WORKFLOW", "EXCLUSIVE", "SHARED"),
-        "workflowCompletionRetention": _U64,
+        "workflowCompletionRetention": _MS,
     },
     required=("name",),
 )

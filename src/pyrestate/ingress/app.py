@@ -6,6 +6,7 @@ parses or re-encodes payloads.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,11 +18,18 @@ from urllib.parse import parse_qs, unquote
 from pyrestate.asgi import BodyTooLarge, Receive, Scope, Send, read_body
 from pyrestate.core.commands import Attach, DeliverNotification, Invoke, Retention
 from pyrestate.core.ids import AwakeableId, IdError, InvocationId, new_invocation_id
+from pyrestate.core.limits import MAX_EPOCH_MS
 from pyrestate.core.model import Failure, Output, Target
 from pyrestate.core.notifications import signal
 from pyrestate.ingress.durations import DurationError, parse_duration_ms
 from pyrestate.official_format import format_timestamp
-from pyrestate.partition.processor import Answer, PartitionProcessor, now_ms
+from pyrestate.partition.processor import (
+    Answer,
+    CommandRejected,
+    PartitionProcessor,
+    PartitionUnavailable,
+    now_ms,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,10 @@ class IngressApp:
             if e.invocation_id is not None:
                 extra.append((b"x-restate-id", str(e.invocation_id).encode()))
             await _error(send, e.status, str(e), e.source, extra=extra)
+        except PartitionUnavailable as e:
+            await _error(send, 503, str(e), "ingress")
+        except CommandRejected as e:
+            await _error(send, 500, str(e), "ingress")
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -126,7 +138,7 @@ class IngressApp:
         if rest[:1] == ["invocation"]:
             if scope["method"] != "GET":
                 raise HttpError(405, "method not allowed")
-            await self._attach(rest[1:], send)
+            await self._attach(rest[1:], receive, send)
             return
         if rest[:1] == ["awakeables"]:
             if len(rest) != 3 or rest[2] not in ("resolve", "reject"):
@@ -149,6 +161,21 @@ class IngressApp:
     async def _invoke(
         self, segments: list[str], scope: Scope, receive: Receive, send: Send, path: str
     ) -> None:
+        # The body lives in _submit's frame only: a call waiting for its result must not
+        # keep its input (up to max_body bytes) alive for as long as the invocation runs.
+        submitted = await self._submit(segments, scope, receive, send, path)
+        if submitted is None:
+            return
+        answer, route = submitted
+        assert answer.invocation_id is not None
+        output = await self._wait(answer, receive)
+        if output is not None:
+            await _send_output(send, answer.invocation_id, output, route.output_content_type)
+
+    async def _submit(
+        self, segments: list[str], scope: Scope, receive: Receive, send: Send, path: str
+    ) -> tuple[Answer, Route] | None:
+        """Accept the invocation; answer a send at once (None), else return what to await."""
         if len(segments) < 2:
             raise HttpError(400, f"bad path: {path}")
         service = unquote(segments[0])
@@ -193,6 +220,13 @@ class IngressApp:
                     "The delay is supported only with sends",
                 )
             execution_time = now_ms() + delay
+            if execution_time > MAX_EPOCH_MS:
+                # The official cannot show (and fails on) instants past the year 9999.
+                raise HttpError(
+                    400,
+                    "bad delay query parameter, the execution time it gives is past "
+                    "9999-12-31T23:59:59.999Z",
+                )
         idempotency_key = headers.get("idempotency-key") or None
         target = route.target_for(key)
         inv_id = new_invocation_id(
@@ -216,7 +250,8 @@ class IngressApp:
                 retention=route.retention,
             )
 
-        answer = await self._partition.request(make)
+        # Nobody waits for a send's result: it parks no completion future.
+        answer = await self._partition.request(make, follow=not is_send)
         assert answer.invocation_id is not None
         if is_send:
             doc: dict[str, str] = {"invocationId": str(answer.invocation_id)}
@@ -229,11 +264,32 @@ class IngressApp:
                 json.dumps(doc).encode(),
                 [*_JSON, (b"x-restate-id", str(answer.invocation_id).encode())],
             )
-            return
-        output = await _outcome(answer)
-        await _send_output(send, answer.invocation_id, output, route.output_content_type)
+            return None
+        return answer, route
 
-    async def _attach(self, rest: list[str], send: Send) -> None:
+    async def _wait(self, answer: Answer, receive: Receive) -> Output | None:
+        """The invocation's output, or None once the client has gone away.
+
+        A client that leaves must not leave its completion future parked in the
+        partition until the invocation ends (maybe never): it is forgotten at once.
+        """
+        if answer.output is not None:
+            return answer.output
+        completion = answer.completion
+        assert completion is not None and answer.invocation_id is not None
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((completion, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not completion.done():
+                # The client left, or this request was cancelled (server shutdown).
+                self._partition.forget(answer.invocation_id, completion)
+        if completion.cancelled():
+            return None
+        return completion.result()
+
+    async def _attach(self, rest: list[str], receive: Receive, send: Send) -> None:
         """``{id}/{attach|output}`` or ``{target...}/{idempotency key}/{attach|output}``."""
         if len(rest) < 2 or rest[-1] not in ("attach", "output"):
             if len(rest) >= 2:
@@ -254,7 +310,9 @@ class IngressApp:
             raise HttpError(404, "invocation not found")
         if answer.output is None and not wait:
             raise HttpError(470, "the invocation exists but has not completed yet")
-        output = await _outcome(answer)
+        output = await self._wait(answer, receive)
+        if output is None:
+            return
         content_type = None
         if answer.target is not None:
             with contextlib.suppress(LookupError):
@@ -299,11 +357,21 @@ class IngressApp:
         await _respond(send, 202, b"", [])
 
 
-async def _outcome(answer: Answer) -> Output:
-    if answer.output is not None:
-        return answer.output
-    assert answer.completion is not None
-    return await answer.completion
+async def _disconnected(receive: Receive) -> None:
+    """Return when the client disconnects; anything else it still sends is dropped."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def overloaded(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer to a request over the in-flight limit (see `pyrestate.http_front`)."""
+    await _error(
+        send,
+        503,
+        "too many requests in flight, retry later",
+        "ingress",
+        extra=[(b"retry-after", b"1")],
+    )
 
 
 async def _send_output(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS_MS = {
@@ -43,8 +44,19 @@ _ISO = re.compile(
 )
 
 
+# The longest span the official parser (jiff) takes: 19,998 years. Bigger numbers, and
+# numbers too long for a float (``1e400`` digits), are refused before any arithmetic.
+MAX_DURATION_MS = 631_107_417_600_000
+
+
 class DurationError(ValueError):
     pass
+
+
+def _bounded(total: float) -> int:
+    if not math.isfinite(total) or total > MAX_DURATION_MS:
+        raise DurationError(f"duration is too large, at most {MAX_DURATION_MS} ms")
+    return int(total)
 
 
 def parse_duration_ms(text: str) -> int:
@@ -57,12 +69,13 @@ def parse_duration_ms(text: str) -> int:
         if m is None or text.upper() in ("P", "PT"):
             raise DurationError(f"invalid ISO 8601 duration {text!r}")
         parts = {k: float(v) for k, v in m.groupdict().items() if v is not None}
-        return int(
+        total = (
             parts.get("d", 0) * 86_400_000
             + parts.get("h", 0) * 3_600_000
             + parts.get("m", 0) * 60_000
             + parts.get("s", 0) * 1000
         )
+        return _bounded(total)
     total = 0.0
     pos = 0
     while pos < len(text):
@@ -76,4 +89,4 @@ def parse_duration_ms(text: str) -> int:
         pos = m.end()
         while pos < len(text) and text[pos] in " ,":
             pos += 1
-    return int(total)
+    return _bounded(total)
