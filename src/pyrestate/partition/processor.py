@@ -191,6 +191,7 @@ class PartitionProcessor:
                     batch = self._pending[:MAX_BATCH]
                     del self._pending[:MAX_BATCH]
                 await self._apply_batch(batch)
+                del batch  # its commands hold request bodies: not until the next batch
                 await self._commit_and_release()
 
     async def _apply_batch(self, batch: list[Command]) -> None:
