@@ -57,3 +57,18 @@ def test_bad_values_name_the_problem(tmp_path: Path) -> None:
         load_settings({}, env={}, config_file=_toml(tmp_path, "not = [toml"))
     with pytest.raises(ConfigError, match="synchronous"):
         load_settings({}, env={"PYRESTATE_SQLITE_SYNCHRONOUS": "sometimes"})
+
+
+def test_ingress_limits_come_from_toml_and_env(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text("[ingress]\nmax-in-flight = 50\nheader-timeout = 2.5\n")
+    settings = load_settings({}, env={}, config_file=toml)
+    assert settings.ingress_max_in_flight == 50 and settings.ingress_header_timeout_s == 2.5
+    env = {"PYRESTATE_INGRESS_MAX_IN_FLIGHT": "7"}
+    assert load_settings({}, env=env, config_file=toml).ingress_max_in_flight == 7
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many", "1e12"])
+def test_ingress_limits_out_of_range_are_config_errors(value: str) -> None:
+    with pytest.raises(ConfigError, match="ingress_max_in_flight"):
+        load_settings({}, env={"PYRESTATE_INGRESS_MAX_IN_FLIGHT": value})

@@ -30,6 +30,10 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     # ed25519 key (PKCS#8 PEM) to sign every request to deployments; None: unsigned.
     request_identity_private_key_pem_file: Path | None = None
+    # Ingress requests handled at once (waiting calls included); beyond them: 503.
+    ingress_max_in_flight: int = 10_000
+    # Seconds a client may take to send a request head (slowloris guard).
+    ingress_header_timeout_s: float = 30.0
 
 
 # Each setting: (pyrestate env, official env, TOML paths in order of preference).
@@ -54,8 +58,23 @@ _SOURCES: dict[str, tuple[str, str | None, tuple[tuple[str, ...], ...]]] = {
             ("worker", "invoker", "request-identity-private-key-pem-file"),
         ),
     ),
+    "ingress_max_in_flight": (
+        "PYRESTATE_INGRESS_MAX_IN_FLIGHT",
+        None,
+        (("ingress", "max-in-flight"),),
+    ),
+    "ingress_header_timeout_s": (
+        "PYRESTATE_INGRESS_HEADER_TIMEOUT",
+        None,
+        (("ingress", "header-timeout"),),
+    ),
 }
 _PATHS = frozenset({"data_dir", "request_identity_private_key_pem_file"})
+# Positive numbers, with the largest value that still makes sense.
+_NUMBERS: dict[str, tuple[type[int] | type[float], float]] = {
+    "ingress_max_in_flight": (int, 10_000_000),
+    "ingress_header_timeout_s": (float, 86_400.0),
+}
 
 
 def _toml_value(doc: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -93,6 +112,8 @@ def load_settings(
             continue
         if name in _PATHS:
             value = Path(value)
+        elif name in _NUMBERS:
+            value = _number(name, value)
         elif name == "sqlite_synchronous":
             value = str(value).upper()
             if value not in ("FULL", "NORMAL", "EXTRA"):
@@ -102,6 +123,17 @@ def load_settings(
             split_bind(value)  # validate early, with the setting's name in the error
         settings = replace(settings, **{name: value})
     return settings
+
+
+def _number(name: str, value: Any) -> int | float:
+    kind, most = _NUMBERS[name]
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number: {value!r}") from None
+    if not 0 < number <= most:
+        raise ConfigError(f"{name} must be above 0 and at most {most:g}: {value!r}")
+    return number
 
 
 def split_bind(bind: str) -> tuple[str, int]:

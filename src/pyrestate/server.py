@@ -16,7 +16,7 @@ from pyrestate.admin.app import overloaded as admin_overloaded
 from pyrestate.admin.discovery import discover
 from pyrestate.admin.registry_store import RegistryStore
 from pyrestate.config import Settings, split_bind
-from pyrestate.http_front import start_front_door
+from pyrestate.http_front import FrontLimits, start_front_door
 from pyrestate.identity import IdentityKeyError, load_signer
 from pyrestate.ingress.app import IngressApp
 from pyrestate.ingress.app import overloaded as ingress_overloaded
@@ -62,11 +62,15 @@ class Server:
 
     async def start(self) -> None:
         await self.partition.start()
-        for app, overloaded, bind in (
-            (self.ingress, ingress_overloaded, self.settings.ingress_bind),
-            (self.admin, admin_overloaded, self.settings.admin_bind),
+        ingress_limits = FrontLimits(
+            max_in_flight=self.settings.ingress_max_in_flight,
+            header_timeout_s=self.settings.ingress_header_timeout_s,
+        )
+        for app, overloaded, bind, limits in (
+            (self.ingress, ingress_overloaded, self.settings.ingress_bind, ingress_limits),
+            (self.admin, admin_overloaded, self.settings.admin_bind, FrontLimits()),
         ):
-            server = await start_front_door(app, bind, overloaded=overloaded)
+            server = await start_front_door(app, bind, overloaded=overloaded, limits=limits)
             self._http.append(server)
             # The main loop refreshes the Date header and notices should_exit.
             self._loops.append(asyncio.create_task(server.main_loop()))
