@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -125,6 +125,17 @@ def wait_until(
             extra = f"\n{on_timeout()}" if on_timeout else ""
             raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}; {detail}{extra}")
         time.sleep(interval)
+
+
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """What a test's own ASGI app says to hypercorn's lifespan events (it sets up nothing)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

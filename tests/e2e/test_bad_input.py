@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import restate
-from harness import Server, free_port, port_open, register, target, wait_until
+from harness import Server, answer_lifespan, free_port, port_open, register, target, wait_until
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
@@ -65,14 +65,9 @@ class FakeDeployment:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            # Nothing to set up; answering keeps hypercorn from logging a lifespan error.
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            # Answering keeps hypercorn from logging a lifespan error.
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] == "http":
             with self._lock:
                 self.requests[scope["path"]] += 1

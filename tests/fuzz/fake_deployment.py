@@ -35,7 +35,7 @@ import h2.exceptions
 from google.protobuf import text_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
-from harness import free_ports, port_open, wait_until
+from harness import answer_lifespan, free_ports, port_open, wait_until
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
@@ -230,13 +230,8 @@ class FakeDeployment:
 
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         path: str = scope["path"]

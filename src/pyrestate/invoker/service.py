@@ -131,8 +131,12 @@ class Invoker:
         self._schemas = schemas
         self._attempts: dict[InvocationId, _Attempt] = {}
         self._transports: dict[tuple[str, str], Transport] = {}
+        # Set by aclose(): the server is stopping, attempts still running end unreported
+        # and run again from the committed journal after the restart.
+        self._closing = False
 
     async def aclose(self) -> None:
+        self._closing = True
         for attempt in list(self._attempts.values()):
             if attempt.task is not None:
                 attempt.task.cancel()
@@ -144,6 +148,8 @@ class Invoker:
     # --- Effects from the partition
 
     def handle(self, effect: Effect) -> None:
+        if self._closing:
+            return
         match effect:
             case StartAttempt():
                 self._start(effect)
@@ -273,6 +279,8 @@ class Invoker:
     def _report_failure(
         self, inv: InvocationId, attempt: int, target: Target, dep_id: str, error: AttemptError
     ) -> None:
+        if self._closing:
+            return
         log.info("invocation %s attempt %d failed: %s", inv, attempt, error)
         self._partition.submit(
             AttemptFailed(
