@@ -46,6 +46,7 @@ class FakeTransport:
         headers: list[tuple[str, str]],
         body: bytes = b"",
         timeout: float = 30.0,
+        max_body: int | None = None,
     ) -> Response:
         self.requests.append((method, path, headers))
         item = self.script.pop(0) if len(self.script) > 1 else self.script[0]

@@ -11,7 +11,13 @@ import pytest
 from transport_helpers import discover_sdk_app, exchange, free_port, hypercorn_server, raw_server
 
 from pyrestate.invoker.http1 import H1Transport
-from pyrestate.invoker.transport import TransportError, open_transport, parse_base_uri, read_body
+from pyrestate.invoker.transport import (
+    ResponseTooLarge,
+    TransportError,
+    open_transport,
+    parse_base_uri,
+    read_body,
+)
 
 # -- test servers ---------------------------------------------------------------------
 
@@ -251,3 +257,12 @@ async def test_idle_connection_closed_by_server_is_not_reused() -> None:
 async def test_restate_sdk_discovery_reports_request_response() -> None:
     _, manifest = await discover_sdk_app("HTTP/1.1")
     assert manifest["protocolMode"] == "REQUEST_RESPONSE"
+
+
+async def test_a_response_over_max_body_fails_before_it_is_read_whole(server: str) -> None:
+    async with aclosing(open_transport(server, "HTTP/1.1")) as transport:
+        payload = b"x" * 2_000_000  # echoed back in chunks of 100 kB
+        with pytest.raises(ResponseTooLarge, match="250000 bytes"):
+            await transport.request("POST", "/echo", [], payload, max_body=250_000)
+        response = await transport.request("POST", "/echo", [], b"small", max_body=250_000)
+        assert response.body == b"small"

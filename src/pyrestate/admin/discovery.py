@@ -29,7 +29,13 @@ from pyrestate.admin.model import (
     protocol_versions_acceptable,
 )
 from pyrestate.identity import RequestSigner
-from pyrestate.invoker.transport import Response, Transport, TransportError, open_transport
+from pyrestate.invoker.transport import (
+    Response,
+    ResponseTooLarge,
+    Transport,
+    TransportError,
+    open_transport,
+)
 from pyrestate.official_format import rust_debug_str
 
 MANIFEST_CONTENT_TYPES = {
@@ -249,18 +255,18 @@ async def _attempts(
     while True:
         try:
             try:
-                resp = await transport.request("GET", "/discover", headers, timeout=timeout)
+                resp = await transport.request(
+                    "GET", "/discover", headers, timeout=timeout, max_body=max_body
+                )
+            except ResponseTooLarge as e:
+                raise discovery_error(
+                    "META0003", f"error when calling '{shown}': the discovery response: {e}"
+                ) from None
             except TransportError as e:
                 error = _transport_error(e, shown, http_version)
                 if error.restate_code == "META0014":
                     raise error from None
                 raise _Retryable(error) from None
-            if len(resp.body) > max_body:
-                raise discovery_error(
-                    "META0003",
-                    f"error when calling '{shown}': the discovery response has {len(resp.body)} "
-                    f"bytes, more than the {max_body} accepted",
-                )
             _check_response(resp)
             return parse_discovery_response(resp, http_version)
         except _Retryable as r:

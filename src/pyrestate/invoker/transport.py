@@ -141,8 +141,10 @@ class Transport(abc.ABC):
         headers: list[tuple[str, str]],
         body: bytes = b"",
         timeout: float = 30.0,
+        max_body: int | None = None,
     ) -> Response:
-        """A complete request/response, e.g. ``GET /discover``."""
+        """A complete request/response, e.g. ``GET /discover``; a response body over
+        ``max_body`` bytes raises ``ResponseTooLarge`` as soon as it is seen."""
         stream: ClientStream | None = None
         try:
             async with asyncio.timeout(timeout):
@@ -153,7 +155,7 @@ class Transport(abc.ABC):
                     await stream.send(body)
                 await stream.end_request()
                 status, resp_headers = await stream.response_head()
-                return Response(status, resp_headers, await read_body(stream))
+                return Response(status, resp_headers, await read_body(stream, max_body))
         except TimeoutError:
             raise TransportError(
                 f"{method} {self.address.path_for(path)} to {self.address.display} "
@@ -264,10 +266,23 @@ def join_headers(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return out
 
 
-async def read_body(stream: ClientStream) -> bytes:
-    """The rest of the response body, until ``receive()`` reports its end."""
+class ResponseTooLarge(TransportError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the response body is larger than the {limit} bytes accepted")
+        self.limit = limit
+
+
+async def read_body(stream: ClientStream, limit: int | None = None) -> bytes:
+    """The rest of the response body, until ``receive()`` reports its end.
+
+    More than ``limit`` bytes: ``ResponseTooLarge``, without reading the rest.
+    """
     parts = []
+    size = 0
     while (chunk := await stream.receive()) is not None:
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise ResponseTooLarge(limit)
         parts.append(chunk)
     return b"".join(parts)
 
