@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ def counter_deployment() -> Iterator[str]:
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # hypercorn's worker is a child: stop the whole group
     )
     try:
         deadline = time.monotonic() + 20
@@ -54,7 +56,7 @@ def counter_deployment() -> Iterator[str]:
                 time.sleep(0.05)
         yield f"http://127.0.0.1:{port}/"
     finally:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
