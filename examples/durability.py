@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import restate
-from restate import Context, ObjectContext, ObjectSharedContext, TerminalError
+from restate import Context, ObjectContext, ObjectSharedContext, RunOptions, TerminalError
 
 COUNT_DIR_ENV = "PYRESTATE_E2E_COUNT_DIR"
 
@@ -100,4 +101,34 @@ async def terminal(ctx: Context, req: dict) -> None:
     raise TerminalError(req.get("message", "failed on purpose"), status_code=req.get("code", 500))
 
 
-app = restate.app(services=[flaky, worker, faulty])
+budget = restate.Service("Budget")
+
+
+@budget.handler()
+async def two_runs(ctx: Context, key: str) -> str:
+    """A first run that fails twice before it succeeds, then a second run that always
+    fails with a budget of 3 attempts. The SDK counts a run's attempts with the retry
+    count the server reports since the last stored command, so the second run must get
+    its full 3 attempts, whatever the first one used."""
+
+    def first() -> str:
+        if _record(f"budget-{key}.first", "run") <= 2:
+            raise RuntimeError("first run fails twice")
+        return "ok"
+
+    def second() -> str:
+        _record(f"budget-{key}.second", "run")
+        raise RuntimeError("second run always fails")
+
+    options: RunOptions[str] = RunOptions(
+        max_attempts=3, initial_retry_interval=timedelta(milliseconds=10)
+    )
+    await ctx.run_typed("first", first, options)
+    try:
+        await ctx.run_typed("second", second, options)
+    except TerminalError as e:
+        return f"second gave up: {e.message}"
+    return "unreachable"
+
+
+app = restate.app(services=[flaky, worker, faulty, budget])

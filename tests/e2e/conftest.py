@@ -100,6 +100,13 @@ def server(
         yield srv
     finally:
         srv.stop()
+    problems = srv.log_problems()
+    if problems:
+        pytest.fail(
+            f"the server logged {len(problems)} error(s) or traceback(s):\n\n"
+            + "\n\n".join(problems[:5]),
+            pytrace=False,
+        )
 
 
 @pytest.fixture

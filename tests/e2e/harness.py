@@ -381,6 +381,24 @@ class Server:
     def log_tail(self, lines: int = 80) -> str:
         return f"--- {self.kind} server log ({self.log_path}) ---\n{tail(self.log_path, lines)}"
 
+    def log_problems(self) -> list[str]:
+        """What pyrestate logged that no test should provoke: tracebacks, ERROR lines.
+
+        Retried failures are logged and recovered from, so a test that checks only final
+        results would pass over them; the fixture fails the test on these instead.
+        """
+        if self.kind != "pyrestate" or not self.log_path.exists():
+            return []
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return [
+            "\n".join(lines[max(0, i - 1) : i + 12])
+            for i, line in enumerate(lines)
+            if line.startswith("Traceback (most recent call last)")
+            or " ERROR " in line
+            or " CRITICAL " in line
+            or line.startswith("ERROR:")  # uvicorn's own format
+        ]
+
 
 class Deployment:
     """One of our example apps served by hypercorn (HTTP/2) or uvicorn (HTTP/1.1 only)."""

@@ -19,7 +19,7 @@ from pyrestate.core.commands import (
     ProposeRunCompletion,
     Retention,
 )
-from pyrestate.core.effects import AbortAttempt, Effect, StartAttempt
+from pyrestate.core.effects import AbortAttempt, Ack, Effect, StartAttempt
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import HandlerType, JournalEntry, Output, ServiceType, Status, Target
 from pyrestate.core.notifications import completion
@@ -202,6 +202,20 @@ async def test_no_reply_or_attempt_leaves_before_its_commit_returns(tmp_path: Pa
     store.release.set()
     await asyncio.wait_for(answer, 5)
     assert [type(e) for e in fx.seen] == [StartAttempt]
+    # An ack and a timer wait for their commit too.
+    store.release.clear()
+    ack = _set_state(inv, b"k")
+    p.submit(AppendCommand(inv, 1, "dp", ack.entry, ack.message, requires_ack=True))
+    later = InvocationId(2, bytes(16))
+    delayed = asyncio.ensure_future(
+        p.request(lambda t: Invoke(later, GREET, b"", execution_time=p._clock() + 50, reply=t))
+    )
+    await asyncio.sleep(0.2)
+    assert [type(e) for e in fx.seen] == [StartAttempt] and p._timers == []
+    store.release.set()
+    await asyncio.wait_for(delayed, 5)
+    assert [type(e) for e in fx.seen] == [StartAttempt, Ack]
+    assert [k.invocation_id for k in p._timers] == [later.to_bytes()]
     await p.stop()
     store.close()
 
