@@ -201,14 +201,9 @@ async def closed_loop(
                 t0 = time.perf_counter()
                 if t0 >= w1:
                     return
-                request, check = make(client, w, i)
+                error = await _checked(client, make, w, i)
                 i += 1
                 total += 1
-                try:
-                    status, body = await client.send(request)
-                    error = check(status, body)
-                except (OSError, HttpError, TimeoutError) as exc:
-                    error = f"{type(exc).__name__}: {exc}"
                 t1 = time.perf_counter()
                 if error is not None:
                     failures += 1
@@ -277,13 +272,8 @@ async def closed_loop_count(
         try:
             while issued < n and failures <= max_failures:
                 issued += 1
-                request, check = make(client, w, i)
+                error = await _checked(client, make, w, i)
                 i += 1
-                try:
-                    status, body = await client.send(request)
-                    error = check(status, body)
-                except (OSError, HttpError, TimeoutError) as exc:
-                    error = f"{type(exc).__name__}: {exc}"
                 done += 1
                 if error is not None:
                     failures += 1
@@ -297,6 +287,16 @@ async def closed_loop_count(
     start = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     return CountResult(time.perf_counter() - start, done - failures, failures, samples)
+
+
+async def _checked(client: Client, make: MakeRequest, w: int, i: int) -> str | None:
+    """Send worker ``w``'s ``i``-th request; what is wrong with the answer, or None."""
+    request, check = make(client, w, i)
+    try:
+        status, body = await client.send(request)
+        return check(status, body)
+    except (OSError, HttpError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def percentile(values: list[float], q: float) -> float:
