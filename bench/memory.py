@@ -27,7 +27,6 @@ import json
 import math
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,9 +45,6 @@ import procstat  # noqa: E402
 import run  # noqa: E402
 
 MiB = 2**20
-# pyrestate runs with --log-level warning (run.server_command); the official server's
-# default is "warn,restate=info", lowered to the same level here.
-OFFICIAL_LOG_FILTER = "warn"
 POLL_S = 0.02
 STOP_TIMEOUT_S = 10  # run.Proc.stop: SIGTERM, then SIGKILL after this long
 RESTART_TIMEOUT_S = 600
@@ -72,8 +68,6 @@ class Config:
 def launch(kind: str, workdir: Path, ports: list[int]) -> tuple[run.Server, float]:
     """Start a server on workdir/data and these ports; also returns its start time."""
     argv, env = run.server_command(kind, workdir / "data", *ports)
-    if kind == "official":
-        env["RESTATE_LOG_FILTER"] = OFFICIAL_LOG_FILTER
     started = time.monotonic()
     proc = run.Proc(f"{kind} server", argv, workdir / "server.log", env, run.REPO_ROOT)
     return run.Server(kind, proc, ports[0], ports[1]), started
@@ -408,7 +402,7 @@ def notes(data: dict[str, Any]) -> list[str]:
     cfg = data["config"]
     out = [
         f"Both servers at log level warn (pyrestate `--log-level warning`, official "
-        f"`RESTATE_LOG_FILTER={OFFICIAL_LOG_FILTER}`), default retention otherwise "
+        f"`RESTATE_LOG_FILTER={run.OFFICIAL_LOG_FILTER}`), default retention otherwise "
         "(official: journal, idempotency and workflow retention 1d).",
         f"RSS: sum of VmRSS over the server's process tree; settled = after {cfg['settle']:g} s "
         "idle; empty = started, nothing registered, after "
@@ -438,33 +432,6 @@ def notes(data: dict[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------- main
-
-
-def git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(run.REPO_ROOT), *args], capture_output=True, text=True, check=True
-        ).stdout
-
-    # Result files are this script's output, not what it measures.
-    dirty = [
-        line[3:]
-        for line in git("status", "--porcelain", "--untracked-files=all").splitlines()
-        if not line[3:].startswith("bench/results/")
-    ]
-    # The servers import pyrestate as this interpreter does (PYTHONPATH may point elsewhere).
-    origin = subprocess.run(
-        [sys.executable, "-c", "import pyrestate; print(pyrestate.__file__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    return {
-        "commit": git("rev-parse", "HEAD").strip(),
-        "dirty": dirty,
-        "pyrestate_imported_from": origin,
-        **run.source_version(),
-    }
 
 
 def loadavg() -> str:
@@ -548,12 +515,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 def main() -> None:
     cfg = parse_args()
-    git = git_state()
-    if git["dirty"] and not cfg.allow_dirty:
-        sys.exit(
-            "uncommitted changes (use --allow-dirty to measure them anyway):\n  "
-            + "\n  ".join(git["dirty"])
-        )
+    git = run.git_state()
+    run.require_clean(git, cfg.allow_dirty)
     if "official" in cfg.servers:
         run.ensure_official()
     loadgen.install_fast_loop()

@@ -100,13 +100,33 @@ def _runs_by(runs: list[dict[str, Any]], workers: int, server: str) -> dict[int,
     return {r["round"]: r for r in runs if r["workers"] == workers and r["server"] == server}
 
 
+def _load_mismatches(
+    per: dict[str, dict[int, dict[str, Any]]], w: str, threshold: float
+) -> dict[int, tuple[float, float]]:
+    """Rounds whose two windows of workload ``w`` saw different background load."""
+    out = {}
+    for rnd, pr in per["pyrestate"].items():
+        orun = per["official"].get(rnd)
+        p = (pr["workloads"].get(w) or {}).get("other_cores")
+        o = ((orun or {}).get("workloads", {}).get(w) or {}).get("other_cores")
+        if p is not None and o is not None and abs(p - o) > threshold:
+            out[rnd] = (p, o)
+    return out
+
+
 def render(data: dict[str, Any]) -> str:
     runs: list[dict[str, Any]] = data["runs"]
     cfg = data["config"]
     meta = data["meta"]
     servers = ["pyrestate", "official"]
+    git = meta.get("git") or {}
+    dirty = git.get("dirty") or []
     lines = [
         f"Run {meta['started']}: `{meta['command']}`",
+        "",
+        f"Commit {git.get('commit', '?')[:12]}"
+        + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else "")
+        + ".",
         "",
         f"{meta['machine']['cpus']} CPUs ({meta['machine']['cpu_model']}), official server "
         f"{meta['machine']['official_version']}, {cfg['rounds']} rounds alternating servers, "
@@ -130,19 +150,25 @@ def render(data: dict[str, Any]) -> str:
         ]
         notes: list[str] = []
         for w in cfg["workloads"]:
+            noisy = _load_mismatches(per, w, cfg.get("load_mismatch", 0.1))
+            for rnd, (p_other, o_other) in sorted(noisy.items()):
+                notes.append(
+                    f"- {NAMES[w]}, round {rnd}: background load {p_other:.2f} cores during "
+                    f"pyrestate's window, {o_other:.2f} during the official's: left out"
+                )
             first = True
             for key, label, dec in METRICS[w]:
                 vals: dict[str, list[float]] = {}
                 for s in servers:
                     vals[s] = [
                         v
-                        for r in per[s].values()
-                        if (v := _ok(r["workloads"].get(w), key)) is not None
+                        for rnd, r in per[s].items()
+                        if rnd not in noisy and (v := _ok(r["workloads"].get(w), key)) is not None
                     ]
                 pairs = []
                 for rnd, pr in per["pyrestate"].items():
                     orun = per["official"].get(rnd)
-                    if orun is None:
+                    if orun is None or rnd in noisy:
                         continue
                     p = _ok(pr["workloads"].get(w), key)
                     o = _ok(orun["workloads"].get(w), key)
@@ -183,7 +209,8 @@ def render(data: dict[str, Any]) -> str:
         lines += _cost_table(cfg, per)
         if notes:
             lines += [
-                "Notes (rounds with errors are left out of the numbers above):",
+                "Notes (rounds with errors or unequal background load are left out of the "
+                "numbers above):",
                 "",
                 *notes,
                 "",

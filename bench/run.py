@@ -47,6 +47,10 @@ import procstat  # noqa: E402
 import report  # noqa: E402
 from loadgen import Client, LoadResult  # noqa: E402
 from oracle import VERSION as OFFICIAL_VERSION  # noqa: E402
+
+# pyrestate runs with --log-level warning; the official server's default filter is
+# "warn,restate=info", lowered to the same level.
+OFFICIAL_LOG_FILTER = "warn"
 from oracle import ensure_official  # noqa: E402
 
 ALL_WORKLOADS = "abcdefg"
@@ -81,6 +85,8 @@ class Config:
     keep: bool
     quiet_cores: float
     quiet_wait: float
+    load_mismatch: float = 0.1
+    allow_dirty: bool = False
 
 
 # ---------------------------------------------------------------- processes
@@ -198,6 +204,8 @@ def server_command(
             RESTATE_DISABLE_TELEMETRY="true",
             DO_NOT_TRACK="1",
             RESTATE_LOG_DISABLE_ANSI_CODES="true",
+            # Its default is warn,restate=info: the same level as pyrestate's above.
+            RESTATE_LOG_FILTER=OFFICIAL_LOG_FILTER,
         )
         argv = [str(ensure_official()), "--base-dir", str(data), "--node-name", "n1"]
     return argv, env
@@ -333,6 +341,19 @@ def expect_json(expected: Any) -> loadgen.Check:
     return check
 
 
+def _in_order(calls: list[tuple[int, float, float]]) -> bool:
+    """(n, sent, answered) of one key's calls: 1..len each once, and linearizable."""
+    calls = sorted(calls)
+    if [n for n, _, _ in calls] != list(range(1, len(calls) + 1)):
+        return False
+    latest_sent = float("-inf")  # among calls with a smaller n
+    for _, sent, answered in calls:
+        if answered < latest_sent:
+            return False  # answered before a call with a smaller n was even sent
+        latest_sent = max(latest_sent, sent)
+    return True
+
+
 def _loads(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -413,25 +434,27 @@ class Runner:
 
     async def workload_c(self) -> dict[str, Any]:
         keys = self.cfg.object_keys
-        seen: dict[int, list[int]] = {}
+        seen: dict[int, list[tuple[int, float, float]]] = {}
         rng = random.Random(7)
 
         def make(client: Client, w: int, i: int) -> tuple[bytes, loadgen.Check]:
             k = rng.randrange(keys)
+            sent = time.perf_counter()
 
             def check(status: int, body: bytes) -> str | None:
                 n = _loads(body) if status == 200 else None
                 if not isinstance(n, int):
                     return f"status {status}, body {body[:200]!r}"
-                seen.setdefault(k, []).append(n)
+                seen.setdefault(k, []).append((n, sent, time.perf_counter()))
                 return None
 
             return client.format("POST", f"/BenchObj/k{k}/getset", b"0"), check
 
         r = await self.closed(make)
-        # The n-th call on a key must have returned n: anything else lost or reordered
-        # an update. Each such key counts as one failure.
-        bad = [k for k, ns in seen.items() if sorted(ns) != list(range(1, len(ns) + 1))]
+        # Per key the calls must have returned 1..n, each once (nothing lost or doubled),
+        # and in order: a call sent after another one's answer came must see a higher n.
+        # Each key breaking either counts as one failure.
+        bad = [k for k, calls in seen.items() if not _in_order(calls)]
         out = self.summarize(r, extra_failures=len(bad))
         if bad:
             out["failure_samples"].append(f"keys with wrong sequences, e.g. k{bad[0]}")
@@ -443,6 +466,13 @@ class Runner:
 
     async def workload_e(self) -> dict[str, Any]:
         return await self._simple("/Bench/sleep", lambda n: 10, lambda x: 10)
+
+    async def _sink_count(self, client: Client, prefix: str, shard: int) -> int:
+        status, body = await client.request("POST", f"/Sink/{prefix}{shard}/count", b"")
+        n = _loads(body) if status == 200 else None
+        if not isinstance(n, int):
+            raise RuntimeError(f"count of shard {shard}: {status} {body[:200]!r}")
+        return n
 
     async def sink_total(self, prefix: str, expected: dict[int, int], timeout: float) -> float:
         """Poll the Sink counters until each shard reached its expected count.
@@ -458,19 +488,29 @@ class Runner:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{len(pending)} {prefix} shards not complete")
                 for s in sorted(pending):
-                    status, body = await client.request("POST", f"/Sink/{prefix}{s}/count", b"")
-                    n = _loads(body) if status == 200 else None
-                    if not isinstance(n, int):
-                        raise RuntimeError(f"count of shard {s}: {status} {body[:200]!r}")
-                    if n >= expected[s]:
-                        if n > expected[s]:
-                            raise RuntimeError(f"shard {s} counted {n} > {expected[s]} sent")
+                    if await self._sink_count(client, prefix, s) >= expected[s]:
                         pending.discard(s)
                 if pending:
                     await asyncio.sleep(0.2)
             return time.monotonic()
         finally:
             client.close()
+
+    async def sink_audit(
+        self, prefix: str, expected: dict[int, int], linger: float = 3.0
+    ) -> dict[str, int]:
+        """After ``linger`` seconds more (for late duplicates), every shard's count against
+        what was accepted: invocations lost and invocations executed twice, separately."""
+        await asyncio.sleep(linger)
+        client = Client("127.0.0.1", self.port)
+        try:
+            counts = {s: await self._sink_count(client, prefix, s) for s in expected}
+        finally:
+            client.close()
+        return {
+            "lost": sum(max(0, n - counts[s]) for s, n in expected.items()),
+            "duplicated": sum(max(0, counts[s] - n) for s, n in expected.items()),
+        }
 
     async def workload_f(self) -> dict[str, Any]:
         shards = self.cfg.send_shards
@@ -511,8 +551,13 @@ class Runner:
             samples.append(f"completion: {exc}")
             done = float("nan")
         t1 = self.sample()
+        audit = await self.sink_audit(prefix, accepted)
+        if audit["lost"] or audit["duplicated"]:
+            failures += audit["lost"] + audit["duplicated"]
+            samples.append(f"{audit['lost']} lost, {audit['duplicated']} executed twice")
         out = {
             "accepted": total,
+            **audit,
             "accepted_per_s": len(r.latencies_ms) / r.window_s,
             "p50_ms": loadgen.percentile(r.latencies_ms, 50),
             "p99_ms": loadgen.percentile(r.latencies_ms, 99),
@@ -661,7 +706,12 @@ class Runner:
             done = float("nan")
         c3 = self.sample()
         fire_s = done - deadline_mono
+        audit = await self.sink_audit("g", counts)
+        if audit["lost"] or audit["duplicated"]:
+            failures += audit["lost"] + audit["duplicated"]
+            samples.append(f"{audit['lost']} lost, {audit['duplicated']} executed twice")
         return {
+            **audit,
             "mode": cfg.g_mode,
             "lead_s": lead_s,
             "accepted_per_s_by_tenth": rate_by_tenth,
@@ -776,13 +826,45 @@ def source_version() -> dict[str, Any]:
     for path in sorted((REPO_ROOT / "src" / "pyrestate").rglob("*.py")):
         digest.update(str(path.relative_to(REPO_ROOT)).encode())
         digest.update(path.read_bytes())
-    head = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+    return {"src_sha256": digest.hexdigest()[:12]}
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, what differs from it, and where the servers import pyrestate."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    # Result files are the benchmarks' output, not what they measure.
+    dirty = [
+        line[3:]
+        for line in git("status", "--porcelain", "--untracked-files=all").splitlines()
+        if not line[3:].startswith("bench/results/")
+    ]
+    # The servers import pyrestate as this interpreter does (PYTHONPATH may point elsewhere).
+    origin = subprocess.run(
+        [sys.executable, "-c", "import pyrestate; print(pyrestate.__file__)"],
         capture_output=True,
         text=True,
-        check=False,
+        check=True,
     ).stdout.strip()
-    return {"git_head": head, "src_sha256": digest.hexdigest()[:12]}
+    return {
+        "commit": git("rev-parse", "HEAD").strip(),
+        "dirty": dirty,
+        "pyrestate_imported_from": origin,
+        **source_version(),
+    }
+
+
+def require_clean(state: dict[str, Any], allow_dirty: bool) -> None:
+    if state["dirty"] and not allow_dirty:
+        raise SystemExit(
+            "uncommitted changes (a figure must name the commit it measured): "
+            + ", ".join(state["dirty"][:10])
+            + "; commit them or pass --allow-dirty"
+        )
 
 
 def machine_info() -> dict[str, Any]:
@@ -834,6 +916,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     p.add_argument("--quiet-wait", type=float, default=60, help="wait at most this long (60)")
     p.add_argument(
+        "--load-mismatch",
+        type=float,
+        default=0.1,
+        help="flag, and leave out of the ratios, a round whose two servers' windows saw "
+        "background load differing by more than this many cores (0.1)",
+    )
+    p.add_argument("--allow-dirty", action="store_true", help="run on uncommitted changes")
+    p.add_argument(
         "--quick",
         action="store_true",
         help="smoke test: 2 rounds, 3 s, 1 worker, g with 5000 timers",
@@ -865,16 +955,21 @@ def parse_args(argv: list[str] | None = None) -> Config:
         keep=a.keep,
         quiet_cores=a.quiet_cores,
         quiet_wait=a.quiet_wait,
+        load_mismatch=a.load_mismatch,
+        allow_dirty=a.allow_dirty,
     )
 
 
 async def main_async(cfg: Config) -> None:
+    git = git_state()
+    require_clean(git, cfg.allow_dirty)
     if "official" in cfg.servers:
         ensure_official()
     meta = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]),
+        "command": " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]]),
         "machine": machine_info(),
+        "git": git,
     }
     runs: list[dict[str, Any]] = []
     base = Path(tempfile.mkdtemp(prefix="pyrestate-bench-"))
