@@ -473,3 +473,19 @@ def count_lines(path: Path) -> int:
         return len(path.read_text().splitlines())
     except FileNotFoundError:
         return 0
+
+
+def wait_services_ready(http: httpx.Client, server: Server, names: list[str]) -> None:
+    """Wait until the admin API lists every service of a fresh registration.
+
+    Registration is synchronous in both servers; this only guards against a short
+    propagation delay to the ingress (schema updates travel through the metadata store
+    in the official server).
+    """
+
+    def listed() -> bool:
+        resp = http.get(f"{server.admin_url}/services")
+        known = {s["name"] for s in resp.json().get("services", [])}
+        return all(n in known for n in names)
+
+    wait_until(listed, timeout=15, what=f"services {names} listed")
