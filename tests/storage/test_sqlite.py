@@ -171,3 +171,19 @@ def test_the_wal_is_bounded_and_checked(tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA journal_size_limit").fetchone()[0] == WAL_SIZE_LIMIT
     store.close()
+
+
+def test_many_invocations_are_read_in_chunks_with_what_they_have_seen(tmp_path: Path) -> None:
+    store = SqlitePartitionStore(tmp_path / "p.db")
+    ids = [InvocationId(1, i.to_bytes(16, "big")) for i in range(1200)]
+    store.commit(
+        Changes(
+            statuses={i: _status(id=i, callers=()) for i in ids},
+            seen=[(ids[7], SEEN_COMPLETION, 3)],
+        )
+    )
+    missing = InvocationId(2, bytes(16))
+    found = store.invocations([*ids, missing])
+    assert set(found) == set(ids)
+    assert found[ids[7]].completions_seen == {3} and found[ids[8]].completions_seen == set()
+    store.close()
