@@ -126,8 +126,14 @@ app = restate.app(services=[slow, waiter, backoff, pauser, stalled, brief, pinne
 
 
 async def v5_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The same services, advertising service protocol 5 at most: a V5 deployment."""
+    """The same services, advertising service protocol 5 at most: a V5 deployment.
+
+    Each invocation's content type is recorded, so a test sees which version was used.
+    """
     if scope["type"] != "http" or not scope["path"].endswith("/discover"):
+        if scope["type"] == "http" and scope["path"].startswith("/invoke/"):
+            ctype = dict(scope["headers"]).get(b"content-type", b"").decode()
+            _record("v5-app.content-types", ctype)
         await app(scope, receive, send)
         return
     head: dict[str, Any] = {}

@@ -65,7 +65,6 @@ class _GuardedHttpTools(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True
         self._head_bytes = 0
-        self._header_count = 0
         self._too_many_headers = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._cycles: list[RequestResponseCycle] = []  # this connection's, unfinished
@@ -73,8 +72,12 @@ class _GuardedHttpTools(HttpToolsProtocol):
     def _start_head(self) -> None:
         self._in_head = True
         self._head_bytes = 0
-        self._header_count = 0
-        self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(
+                self.limits.header_timeout_s, self._head_timed_out
+            )
 
     def _end_head(self) -> None:
         self._in_head = False
@@ -95,7 +98,7 @@ class _GuardedHttpTools(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # The first request's head must come within the timeout, even its first byte.
-        self._start_head()
+        self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._end_head()
@@ -113,21 +116,22 @@ class _GuardedHttpTools(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_head_bytes:
                 self._refuse_head()
+            else:
+                # Only a head left incomplete gets a timer: most arrive in one read, and
+                # a timer per request would cost every request.
+                self._arm_head_timer()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if not self._in_head:  # a later request on a kept-alive connection
             self._start_head()
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.limits.max_headers:
-            self._too_many_headers = True
-            raise _TooManyHeaders
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         self._end_head()
+        # Counted once the head is in (bounded by max_head_bytes), not per header callback.
+        if len(self.headers) > self.limits.max_headers:
+            self._too_many_headers = True
+            raise _TooManyHeaders
         super().on_headers_complete()
         self._cycles = [c for c in self._cycles if not c.response_complete]
         if self.cycle is not None and self.cycle not in self._cycles:

@@ -173,5 +173,8 @@ def test_service_protocol_v5_end_to_end(
             f"{server.ingress_url}/Waiter/callSlow", json={"tag": "v5", "millis": 10}, timeout=30
         )
         assert out.status_code == 200 and out.json() == "caller got: worked v5", out.text
+        # Both the caller's and the callee's attempts spoke V5.
+        used = _lines(count_dir, "v5-app.content-types")
+        assert len(used) >= 2 and set(used) == {"application/vnd.restate.invocation.v5"}, used
     finally:
         dep.stop()

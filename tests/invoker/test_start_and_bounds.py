@@ -22,14 +22,11 @@ DEP = DeploymentInfo("dp_1", "http://127.0.0.1:1/", "HTTP/2.0", True, 6)
 
 
 class Schemas:
-    def __init__(self, lazy: bool) -> None:
-        self.lazy = lazy
-
     def target(self, service: str, handler: str, key: str | None) -> Target:
         return Target(service, handler, key, ServiceType.SERVICE, None)
 
     def service_config(self, service: str, handler: str) -> ServiceConfig:
-        return ServiceConfig(lazy_state=self.lazy)
+        return ServiceConfig()
 
     def deployment_for(self, service: str, pinned: str | None) -> DeploymentInfo:
         return DEP
@@ -40,10 +37,10 @@ class Sink:
         pass
 
 
-def _invoker(tmp_path: Path, lazy: bool = False) -> Invoker:
+def _invoker(tmp_path: Path) -> Invoker:
     store = SqlitePartitionStore(tmp_path / "p.db")
     store.commit(Changes(state=[StateOp("Obj", "k", b"a", b"x" * 1000)]))
-    return Invoker(Sink(), store, Schemas(lazy))
+    return Invoker(Sink(), store, Schemas())
 
 
 def _start(journal: tuple[JournalEntry, ...] | None = None) -> StartAttempt:
@@ -58,12 +55,12 @@ def _start_message(frames: bytes) -> pb.StartMessage:
 
 
 async def test_state_goes_eagerly_by_default(tmp_path: Path) -> None:
-    start = _start_message(await _invoker(tmp_path)._start_frames(_start(), DEP))
+    start = _start_message(await _invoker(tmp_path)._start_frames(_start(), DEP, False))
     assert not start.partial_state and [e.key for e in start.state_map] == [b"a"]
 
 
 async def test_a_lazy_state_service_gets_none_eagerly(tmp_path: Path) -> None:
-    start = _start_message(await _invoker(tmp_path, lazy=True)._start_frames(_start(), DEP))
+    start = _start_message(await _invoker(tmp_path)._start_frames(_start(), DEP, True))
     assert start.partial_state and len(start.state_map) == 0
 
 
@@ -71,7 +68,7 @@ async def test_large_state_falls_back_to_lazy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(service_module, "EAGER_STATE_LIMIT", 500)
-    start = _start_message(await _invoker(tmp_path)._start_frames(_start(), DEP))
+    start = _start_message(await _invoker(tmp_path)._start_frames(_start(), DEP, False))
     assert start.partial_state and len(start.state_map) == 0
 
 

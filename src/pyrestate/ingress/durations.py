@@ -46,7 +46,7 @@ _ISO = re.compile(
 
 # The longest span the official parser (jiff) takes: 19,998 years. Bigger numbers, and
 # numbers too long for a float (``1e400`` digits), are refused before any arithmetic.
-MAX_DURATION_MS = 631_107_417_600_000
+MAX_PARSED_MS = 631_107_417_600_000
 
 
 class DurationError(ValueError):
@@ -54,8 +54,8 @@ class DurationError(ValueError):
 
 
 def _bounded(total: float) -> int:
-    if not math.isfinite(total) or total > MAX_DURATION_MS:
-        raise DurationError(f"duration is too large, at most {MAX_DURATION_MS} ms")
+    if not math.isfinite(total) or total > MAX_PARSED_MS:
+        raise DurationError(f"duration is too large, at most {MAX_PARSED_MS} ms")
     return int(total)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import quote
@@ -210,10 +209,9 @@ class Invoker:
 
     # --- One attempt
 
-    async def _start_frames(self, start: StartAttempt, dep: DeploymentInfo) -> bytes:
+    async def _start_frames(self, start: StartAttempt, dep: DeploymentInfo, lazy: bool) -> bytes:
         """StartMessage and the journal; storage is read off the event loop."""
         key = start.target.key
-        lazy = self._config(start.target).lazy_state
         journal = start.journal
         if journal is not None and (key is None or lazy):
             return self._encode_start(start, dep, journal, {} if key is None else None)
@@ -255,7 +253,7 @@ class Invoker:
         start = attempt.start
         try:
             config = self._config(start.target)
-            start_frames = await self._start_frames(start, dep)
+            start_frames = await self._start_frames(start, dep, config.lazy_state)
             await self._exchange(attempt, dep, config, start_frames)
         except asyncio.CancelledError:
             raise
@@ -421,7 +419,7 @@ class Invoker:
                 raise AttemptError(f"handler {target} is shared and cannot write state", 571)
         if t == MessageType.SLEEP_COMMAND:
             sleep: pb.SleepCommandMessage = event.message  # type: ignore[assignment]
-            _bounded(epoch_ms, "SleepCommand.wake_up_time", sleep.wake_up_time)
+            _instant("SleepCommand.wake_up_time", sleep.wake_up_time)
         if t == MessageType.CALL_COMMAND:
             call: pb.CallCommandMessage = event.message  # type: ignore[assignment]
             return self._callee(
@@ -444,7 +442,7 @@ class Invoker:
                 send.headers,
                 send.idempotency_key if send.HasField("idempotency_key") else None,
                 None,
-                _bounded(epoch_ms, "OneWayCallCommand.invoke_time", send.invoke_time) or None,
+                _instant("OneWayCallCommand.invoke_time", send.invoke_time) or None,
             )
         return None
 
@@ -482,9 +480,9 @@ class Invoker:
         )
 
 
-def _bounded(check: Callable[[str, int], int], name: str, value: int) -> int:
-    """A number from the deployment, or an attempt failure naming it (code 571)."""
+def _instant(name: str, value: int) -> int:
+    """An epoch-ms time from the deployment, or an attempt failure naming it (code 571)."""
     try:
-        return check(name, value)
+        return epoch_ms(name, value)
     except OutOfRange as e:
         raise AttemptError(f"protocol violation: {e}", ap.PROTOCOL_VIOLATION) from None

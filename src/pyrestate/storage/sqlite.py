@@ -276,15 +276,19 @@ class SqlitePartitionStore:
     def invocations(self, ids: Iterable[InvocationId]) -> dict[InvocationId, InvocationStatus]:
         """Those of ``ids`` that exist; one query per chunk, not per id (timers fire in
         bursts of thousands)."""
+        found = [_status_from_row(r) for r in self._rows_by_id(_SELECT, ids)]
+        self._add_seen([st for st in found if not st.is_completed])
+        return {st.id: st for st in found}
+
+    def _rows_by_id(self, select: str, ids: Iterable[InvocationId]) -> list[tuple]:  # type: ignore[type-arg]
+        """Rows of ``select ... WHERE id IN (...)``, one query per chunk of ids."""
         wanted = [inv.to_bytes() for inv in ids]
-        found: list[InvocationStatus] = []
+        rows = []
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
             marks = ", ".join("?" * len(chunk))
-            rows = self._reader.execute(f"{_SELECT} WHERE id IN ({marks})", chunk)
-            found.extend(_status_from_row(r) for r in rows)
-        self._add_seen([st for st in found if not st.is_completed])
-        return {st.id: st for st in found}
+            rows.extend(self._reader.execute(f"{select} WHERE id IN ({marks})", chunk))
+        return rows
 
     def state(self, service: str, key: str) -> dict[bytes, bytes]:
         state = self.state_within(service, key, None)
@@ -322,15 +326,14 @@ class SqlitePartitionStore:
         return active
 
     def _add_seen(self, statuses: list[InvocationStatus]) -> None:
-        for st in statuses:
-            rows = self._reader.execute(
-                "SELECT kind, value FROM seen WHERE id = ?", (st.id.to_bytes(),)
-            )
-            for kind, value in rows:
-                if kind == SEEN_COMPLETION:
-                    st.completions_seen.add(value)
-                else:
-                    st.signals_seen.add(value)
+        by_id = {st.id.to_bytes(): st for st in statuses}
+        rows = self._rows_by_id("SELECT id, kind, value FROM seen", (st.id for st in statuses))
+        for raw, kind, value in rows:
+            st = by_id[bytes(raw)]
+            if kind == SEEN_COMPLETION:
+                st.completions_seen.add(value)
+            else:
+                st.signals_seen.add(value)
 
     def timers(self, before: int | None = None, since: int | None = None) -> list[TimerKey]:
         """Timers due in ``[since, before)`` (either bound open), earliest first."""
