@@ -75,11 +75,12 @@ class Server:
             # The main loop refreshes the Date header and notices should_exit.
             self._loops.append(asyncio.create_task(server.main_loop()))
         log.info(
-            "pyrestate %s: ingress on %s, admin on %s, data in %s",
+            "pyrestate %s: ingress on %s, admin on %s, data in %s (sqlite synchronous=%s)",
             __version__,
             self.settings.ingress_bind,
             self.settings.admin_bind,
             self.settings.data_dir,
+            self.store.synchronous,
         )
 
     async def stop(self) -> None:

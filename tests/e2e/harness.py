@@ -292,8 +292,13 @@ class Server:
         *,
         extra_args: Sequence[str] = (),
         extra_env: Mapping[str, str] | None = None,
+        bind_flags: bool = True,
     ) -> None:
-        """`extra_args` go after the server's own arguments, `extra_env` over its env."""
+        """`extra_args` go after the server's own arguments, `extra_env` over its env.
+
+        With `bind_flags=False` pyrestate gets no address or data dir flags: the test
+        hands it `ingress_port`, `admin_port` and `data_dir` some other way (a config file).
+        """
         self.kind = kind
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -306,18 +311,16 @@ class Server:
         env = dict(os.environ)
         if kind == "pyrestate":
             env["PYTHONUNBUFFERED"] = "1"
-            argv = [
-                sys.executable,
-                "-m",
-                "pyrestate",
-                "server",
-                "--ingress-bind",
-                f"127.0.0.1:{ingress}",
-                "--admin-bind",
-                f"127.0.0.1:{admin}",
-                "--data-dir",
-                str(self.data_dir),
-            ]
+            argv = [sys.executable, "-m", "pyrestate", "server"]
+            if bind_flags:
+                argv += [
+                    "--ingress-bind",
+                    f"127.0.0.1:{ingress}",
+                    "--admin-bind",
+                    f"127.0.0.1:{admin}",
+                    "--data-dir",
+                    str(self.data_dir),
+                ]
         else:
             assert official_bin, "official server binary not found"
             env.update(

@@ -142,6 +142,9 @@ def _status_from_row(r: tuple) -> InvocationStatus:  # type: ignore[type-arg]
     )
 
 
+_SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+
+
 class StorageError(RuntimeError):
     """Storage found something that must never happen (a bug, or a damaged database)."""
 
@@ -155,6 +158,9 @@ class SqlitePartitionStore:
         if mode.lower() != "wal":
             raise StorageError(f"{path}: cannot use WAL mode (journal_mode is {mode})")
         self._writer.execute(f"PRAGMA synchronous={synchronous}")
+        # Read back, so what is logged is what SQLite does, not what was asked for.
+        level = self._writer.execute("PRAGMA synchronous").fetchone()[0]
+        self.synchronous = _SYNCHRONOUS_NAMES.get(level, str(level))
         # Checkpoint often enough, and cut the WAL file back after a burst.
         self._writer.execute("PRAGMA wal_autocheckpoint=1000")
         self._writer.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
