@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pyrestate.core.ids import AwakeableId, IdError, InvocationId, new_invocation_id
@@ -53,3 +55,36 @@ def test_idempotent_ids_are_derived_from_target_and_key() -> None:
     assert make(b"a" * 24, "k", None) != make(b"b" * 24, "k", None)
     # Same object key, same partition: one writer sees all of the key's invocations.
     assert make(b"a" * 24, "k", None).partition_key == make(b"b" * 24, "k", "x").partition_key
+
+
+@pytest.mark.parametrize(
+    ("service", "handler", "key", "idem", "run", "official"),
+    [
+        # Ids the official server 1.7.12 gave (docs/official-1.7.12-probe.md, item 4).
+        ("Greeter", "greet", None, "abc", False, "inv_17wAacjsoPkD5V94Uwh9793XSUOPmpouFs"),
+        ("Greeter", "greet", None, "nokey", False, "inv_14fRetsZtgdB7ER1gvG41J4fqta1jO8pUS"),
+        ("Counter", "add", "k1", "c1", False, "inv_1foAirY4KKzi3bC0YSjP0Lagsz2O0Ncy6d"),
+        ("Wf", "run", "w1", None, True, "inv_12kpUQONmeFb2WqsVOkAjH4phS34cOyIC8"),
+        ("Wf", "run", "nope", None, True, "inv_1gcBcCJiwLuP1a4tgVlBtHbEIftgRBFnfU"),
+    ],
+)
+def test_derived_ids_are_the_official_ones(
+    service: str, handler: str, key: str | None, idem: str | None, run: bool, official: str
+) -> None:
+    derived = new_invocation_id(
+        os.urandom(24),
+        service=service,
+        handler=handler,
+        key=key,
+        idempotency_key=idem,
+        workflow_run=run,
+    )
+    assert str(derived) == official
+
+
+def test_a_workflows_shared_handlers_share_its_partition_key() -> None:
+    # The official gave Wf/w1/status inv_12kpUQONmeFb2tk...: the run's partition key.
+    shared = new_invocation_id(
+        os.urandom(24), service="Wf", handler="status", key="w1", idempotency_key=None
+    )
+    assert str(shared)[:16] == "inv_12kpUQONmeFb"

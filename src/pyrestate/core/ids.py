@@ -13,6 +13,8 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 
+import xxhash
+
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
 _PK_DIGITS = 11
@@ -47,10 +49,33 @@ def _swap(raw: bytes) -> int:
     return int.from_bytes(raw, "little")
 
 
-def partition_key_of(key: str | bytes) -> int:
-    """Stable partition key of an object/workflow key (or of an idempotency scope)."""
-    data = key.encode() if isinstance(key, str) else key
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+def _rust_hash(*parts: str | int) -> int:
+    """xxh3-64 of the bytes Rust's ``Hash`` feeds a hasher for a tuple of str and u64.
+
+    The official server hashes keys this way into partition keys; ids derived from keys
+    must agree with it bit for bit (clients and the CLI compute them too).
+    """
+    data = bytearray()
+    for part in parts:
+        if isinstance(part, str):
+            data += part.encode()
+            data.append(0xFF)  # a str hashes as its bytes then a 0xff terminator
+        else:
+            data += part.to_bytes(8, "little")
+    return xxhash.xxh3_64_intdigest(bytes(data))
+
+
+def partition_key_of(key: str) -> int:
+    """Partition key of an object/workflow key, as the official server computes it."""
+    return _rust_hash(key)
+
+
+# An unkeyed service spreads over this many partition keys of its own (official constant).
+_SERVICE_FANOUT = 512
+
+
+def _service_partition_key(service: str, bucket: int) -> int:
+    return _rust_hash(service, "unscoped/service", bucket)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,19 +172,32 @@ def new_invocation_id(
     handler: str,
     key: str | None,
     idempotency_key: str | None,
+    workflow_run: bool = False,
 ) -> InvocationId:
-    """An id whose partition key routes the invocation by object key, else at random.
+    """An invocation's id, derived as the official server derives it.
 
-    With an idempotency key the id is derived from the target and that key, as the
-    official server does: a duplicate request gets the same id and meets the first one
-    in the same partition, and clients can attach to it knowing only the key.
-    ``entropy``: 24 random bytes, used only without an idempotency key.
+    A workflow's run gets an id from the workflow name and key, an idempotent request one
+    from its target and idempotency key: a duplicate meets the first request, and clients
+    can attach knowing only the key. Others get a random uuid. The partition key follows
+    the object/workflow key, else the idempotency key, else a random one of the service's
+    keys. ``entropy``: 24 random bytes, used only for what is not derived.
     """
-    if idempotency_key is not None:
-        digest = hashlib.blake2b(
-            "\0".join((service, key or "", handler, idempotency_key)).encode(), digest_size=24
-        ).digest()
-        pk = partition_key_of(key) if key is not None else int.from_bytes(digest[16:], "big")
-        return InvocationId(pk, digest[:16])
-    pk = partition_key_of(key) if key is not None else int.from_bytes(entropy[16:24], "big")
-    return InvocationId(pk, entropy[:16])
+    if workflow_run:
+        assert key is not None, "a workflow run has a key"
+        uuid = _sha16("wf", service, key)
+    elif idempotency_key is not None:
+        keyed = (service, key) if key is not None else (service,)
+        uuid = _sha16("ik", *keyed, handler, idempotency_key)
+    else:
+        uuid = entropy[:16]
+    if key is not None:
+        pk = partition_key_of(key)
+    elif idempotency_key is not None:
+        pk = _service_partition_key(service, _rust_hash(idempotency_key) % _SERVICE_FANOUT)
+    else:
+        pk = _service_partition_key(service, int.from_bytes(entropy[16:24]) % _SERVICE_FANOUT)
+    return InvocationId(pk, uuid)
+
+
+def _sha16(*parts: str) -> bytes:
+    return hashlib.sha256(",".join(parts).encode()).digest()[:16]
