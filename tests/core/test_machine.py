@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 from pyrestate.core.changes import Changes
 from pyrestate.core.commands import (
@@ -29,6 +30,7 @@ from pyrestate.core.model import (
     InvocationStatus,
     JournalEntry,
     Output,
+    Promise,
     ServiceType,
     Status,
     Target,
@@ -53,6 +55,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.statuses: dict[InvocationId, InvocationStatus] = {}
         self.kv: dict[tuple[str, str], dict[bytes, bytes]] = {}
+        self.promises: dict[tuple[str, str, str], Promise] = {}
         self.journal: dict[tuple[InvocationId, int], JournalEntry] = {}
         self.timers: set[TimerKey] = set()
 
@@ -68,6 +71,9 @@ class MemoryStore:
 
     def state(self, service: str, key: str) -> dict[bytes, bytes]:
         return dict(self.kv.get((service, key), {}))
+
+    def promise(self, service: str, key: str, name: str) -> Promise | None:
+        return copy.deepcopy(self.promises.get((service, key, name)))
 
     def commit(self, c: Changes) -> None:
         for inv in [*c.purged, *c.expired]:
@@ -89,6 +95,10 @@ class MemoryStore:
                 obj.pop(op.name, None)
             else:
                 obj[op.name] = op.value
+        self.promises.update({k: copy.deepcopy(p) for k, p in c.promises.items()})
+        for ref in c.workflows_cleared:
+            self.kv.pop(ref, None)
+            self.promises = {k: p for k, p in self.promises.items() if k[:2] != ref}
 
 
 class CountingLoader:
@@ -106,6 +116,10 @@ class CountingLoader:
         self.reads += 1
         return self.store.state(service, key)
 
+    def promise(self, service: str, key: str, name: str) -> Promise | None:
+        self.reads += 1
+        return self.store.promise(service, key, name)
+
 
 class Harness:
     """Drives the machine as the partition writer does: preload, apply, commit, release."""
@@ -122,10 +136,11 @@ class Harness:
         return InvocationId(pk, self._n.to_bytes(16, "big"))
 
     def step(self, *commands: object) -> list[object]:
-        ids, refs = self.machine.needs(commands)  # type: ignore[arg-type]
+        needs = self.machine.needs(commands)  # type: ignore[arg-type]
         self.machine.preload(
-            {i: self.store.invocation(i) for i in ids},
-            {ref: self.store.state(*ref) for ref in refs},
+            {i: self.store.invocation(i) for i in needs.invocations},
+            {ref: self.store.state(*ref) for ref in needs.states},
+            {key: self.store.promise(*key) for key in needs.promises},
         )
         for cmd in commands:
             self.machine.apply(cmd, self.now)  # type: ignore[arg-type]
@@ -277,11 +292,13 @@ def test_idempotency_key_joins_the_first_invocation() -> None:
     first = h.new_id()
     h.step(Invoke(first, GREET, b"", idempotency_key="abc", reply=1))
     (reply,) = of(h.step(Invoke(first, GREET, b"other", idempotency_key="abc", reply=2)), Reply)
-    assert reply == Reply(2, first, pending=True)
+    assert reply == Reply(2, first, pending=True, previously=True)
     assert h.store.statuses[first].attempt == 1  # not started twice
     h.finish(first, 1, b"done")
     (reply,) = of(h.step(Invoke(first, GREET, b"", idempotency_key="abc", reply=3)), Reply)
-    assert reply == Reply(3, first, Output(value=b"done"))
+    # From the stored completion: with the time it is kept until (1 day by default).
+    expected = Reply(3, first, Output(value=b"done"), target=GREET, previously=True)
+    assert reply == replace(expected, expires_at=h.now + 86_400_000)
 
 
 def test_lazy_state_reads_see_writes_of_the_same_batch() -> None:

@@ -227,3 +227,66 @@ async def test_attach_that_hangs_up_leaves_no_waiter(processor: PartitionProcess
     attach.hang_up()
     await asyncio.wait_for(task, 2)
     assert processor._completions == {}
+
+
+# --- lookups: bodies and paths that name an invocation
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"x", "Expecting value"),
+        (b'"x"', "expected an object"),
+        (b'{"type": "workflow"}', "missing field `target`"),
+        (b'{"target": "nope"}', "unknown variant `nope`"),
+        (b'{"target": "workflow", "workflowName": "Wf"}', "missing field `workflowKey`"),
+        (b'{"target": "invocation", "invocationId": 7}', "bad `invocationId`"),
+        (b"\xff\xfe", "Expecting value"),
+    ],
+)
+async def test_a_bad_lookup_body_is_refused_naming_the_problem(body: bytes, problem: str) -> None:
+    partition = FakePartition()
+    app = IngressApp(partition, Schemas())  # type: ignore[arg-type]
+    client = Client("POST", "/restate/lookup", body)
+    await call(app, client)
+    # The official answers 500 "cannot read body: invalid lookup body: ..." too.
+    assert client.status == 500
+    message = client.json()["message"]
+    assert message.startswith("cannot read body: invalid lookup body: ") and problem in message
+    assert partition.inputs == []
+
+
+async def test_lookup_derives_the_official_ids() -> None:
+    app = IngressApp(FakePartition(), Schemas())  # type: ignore[arg-type]
+    bodies = {
+        b'{"target": "workflow", "workflowName": "Wf", "workflowKey": "w1"}': (
+            "inv_12kpUQONmeFb2WqsVOkAjH4phS34cOyIC8"
+        ),
+        b'{"target": "idempotentInvocation", "service": "Greeter", "handler": "greet", '
+        b'"idempotencyKey": "abc"}': "inv_17wAacjsoPkD5V94Uwh9793XSUOPmpouFs",
+    }
+    for body, official in bodies.items():
+        client = Client("POST", "/restate/lookup", body)
+        await call(app, client)
+        assert (client.status, client.json()) == (200, {"invocationId": official})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/restate/workflow/Wf/w1", 400),
+        ("GET", "/restate/workflow/Wf/w1/run/attach", 400),
+        ("POST", "/restate/workflow/Wf/w1/attach", 405),
+        ("POST", "/restate/attach/inv_12kpUQONmeFb2WqsVOkAjH4phS34cOyIC8", 405),
+        ("GET", "/restate/output", 405),
+        ("GET", "/restate/lookup", 405),
+        ("GET", "/restate/attach/abc", 400),
+    ],
+)
+async def test_malformed_lookup_paths_are_refused(method: str, path: str, status: int) -> None:
+    partition = FakePartition()
+    app = IngressApp(partition, Schemas())  # type: ignore[arg-type]
+    client = Client(method, path)
+    await call(app, client)
+    assert client.status == status
+    assert partition.inputs == []

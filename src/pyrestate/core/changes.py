@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyrestate.core.ids import InvocationId
-from pyrestate.core.model import InvocationStatus, JournalEntry, TimerKey
+from pyrestate.core.model import InvocationStatus, JournalEntry, Promise, PromiseKey, TimerKey
 
 SEEN_COMPLETION = 0
 SEEN_SIGNAL = 1
@@ -34,6 +34,10 @@ class Changes:
     # Notifications newly seen, one row each (never the whole set again): (id, kind, value),
     # kind SEEN_COMPLETION with a completion id or SEEN_SIGNAL with a signal index or name.
     seen: list[tuple[InvocationId, int, int | str]] = field(default_factory=list)
+    # Latest value of each durable promise this batch changed.
+    promises: dict[PromiseKey, Promise] = field(default_factory=dict)
+    # Workflow keys whose run ended its retention: their state and promises go too.
+    workflows_cleared: list[tuple[str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -45,4 +49,6 @@ class Changes:
             or self.timers_added
             or self.timers_removed
             or self.seen
+            or self.promises
+            or self.workflows_cleared
         )

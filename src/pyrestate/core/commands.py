@@ -78,6 +78,8 @@ class AppendCommand(AttemptReport):
     requires_ack: bool = False
     # For calls and sends: the callee, resolved and given an id by the invoker.
     callee: Invoke | None = None
+    # For attach and get-output commands: the invocation they ask about.
+    subject: InvocationId | None = None
 
 
 @dataclass(frozen=True, slots=True)

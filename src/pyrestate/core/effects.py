@@ -56,6 +56,8 @@ class Reply:
     ``output`` set: the invocation is complete. Otherwise, if ``pending``, the ingress may
     wait for a ``Completed`` of ``invocation_id``. ``invocation_id`` None: nothing found.
     ``error`` set: the command could not be applied (nothing of it was committed).
+    ``previously``: the request met an invocation that existed before it (a duplicate).
+    ``expires_at``: the output is a stored completion, kept until then (epoch ms).
     """
 
     token: int
@@ -64,6 +66,8 @@ class Reply:
     pending: bool = False
     target: Target | None = None
     error: str | None = None
+    previously: bool = False
+    expires_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

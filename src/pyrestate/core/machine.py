@@ -55,9 +55,12 @@ from pyrestate.core.limits import MAX_DURATION_MS
 from pyrestate.core.model import (
     CallerRef,
     Failure,
+    HandlerType,
     InvocationStatus,
     JournalEntry,
     Output,
+    Promise,
+    PromiseKey,
     Status,
     Target,
     TimerKey,
@@ -74,6 +77,20 @@ class Loader(Protocol):
 
     def state(self, service: str, key: str) -> dict[bytes, bytes]: ...
 
+    def promise(self, service: str, key: str, name: str) -> Promise | None: ...
+
+
+@dataclass(slots=True)
+class Needs:
+    """What a batch will read that memory lacks: the shell reads it before applying."""
+
+    invocations: set[InvocationId] = field(default_factory=set)
+    states: set[tuple[str, str]] = field(default_factory=set)
+    promises: set[PromiseKey] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.invocations or self.states or self.promises)
+
 
 @dataclass(slots=True)
 class ObjectQueue:
@@ -84,6 +101,15 @@ class ObjectQueue:
 
 
 _MISSING_OUTPUT = Output(failure=Failure(500, "invocation ended without an output"))
+# The official server's answers (restate_types::errors).
+_ALREADY_INVOKED = Output(failure=Failure(409, "the workflow method was already invoked"))
+_PROMISE_DONE = Output(failure=Failure(409, "promise was already completed"))
+_NOT_FOUND = Output(failure=Failure(404, "not found"))
+
+
+def _is_run(target: Target) -> bool:
+    """A workflow's run handler: at most one invocation per workflow key."""
+    return target.handler_type is HandlerType.WORKFLOW
 
 
 class PartitionMachine:
@@ -95,6 +121,8 @@ class PartitionMachine:
         self._state: dict[tuple[str, str], dict[bytes, bytes]] = {}
         # This batch's state writes per object key, for a cache miss to replay.
         self._state_ops: dict[tuple[str, str], list[StateOp]] = {}
+        # Durable promises this batch read or changed (storage holds them between batches).
+        self._promises: dict[PromiseKey, Promise] = {}
         # Invocations the shell loaded for this batch (None: known not to exist).
         self._loaded: dict[InvocationId, InvocationStatus | None] = {}
         # In memory only while a batch handles them (scheduled ones wait in storage).
@@ -126,6 +154,7 @@ class PartitionMachine:
         self.objects.clear()
         self._state.clear()
         self._state_ops.clear()
+        self._promises.clear()
         self._loaded.clear()
         self._evictable.clear()
         self._completed.clear()
@@ -177,31 +206,45 @@ class PartitionMachine:
             case _:
                 raise TypeError(f"unknown command {command!r}")
 
-    def needs(self, commands: Iterable[Command]) -> tuple[set[InvocationId], set[tuple[str, str]]]:
-        """Invocations and object states these commands will read that memory lacks."""
-        ids: set[InvocationId] = set()
-        refs: set[tuple[str, str]] = set()
+    def needs(self, commands: Iterable[Command]) -> Needs:
+        """Invocations, object states and promises these commands read that memory lacks."""
+        needs = Needs()
+        ids = needs.invocations
         for cmd in commands:
             match cmd:
-                case Invoke(idempotency_key=str()) | Attach():
+                case Invoke():
+                    if cmd.idempotency_key is not None or _is_run(cmd.target):
+                        ids.add(cmd.invocation_id)
+                case Attach():
                     ids.add(cmd.invocation_id)
                 case TimerFired():
                     ids.add(InvocationId.from_bytes(cmd.key.invocation_id))
                 case AppendCommand():
-                    if cmd.callee is not None and cmd.callee.idempotency_key is not None:
-                        ids.add(cmd.callee.invocation_id)
-                    if cmd.entry.type in _STATE_READS:
-                        st = self.invocations.get(cmd.invocation_id)
-                        ref = st.target.object_ref if st is not None else None
-                        if ref is not None and ref not in self._state:
-                            refs.add(ref)
+                    callee = cmd.callee
+                    if callee is not None and (
+                        callee.idempotency_key is not None or _is_run(callee.target)
+                    ):
+                        ids.add(callee.invocation_id)
+                    if cmd.subject is not None:
+                        ids.add(cmd.subject)
+                    st = self.invocations.get(cmd.invocation_id)
+                    ref = st.target.object_ref if st is not None else None
+                    if ref is None:
+                        continue
+                    if cmd.entry.type in _STATE_READS and ref not in self._state:
+                        needs.states.add(ref)
+                    elif cmd.entry.type in _PROMISE_COMMANDS:
+                        key = (*ref, cmd.message.key)  # type: ignore[attr-defined]
+                        if key not in self._promises:
+                            needs.promises.add(key)
         ids.difference_update(self.invocations)
-        return ids, refs
+        return needs
 
     def preload(
         self,
         invocations: Mapping[InvocationId, InvocationStatus | None],
         states: Mapping[tuple[str, str], dict[bytes, bytes]],
+        promises: Mapping[PromiseKey, Promise | None],
     ) -> None:
         """What ``needs`` asked for, read from committed storage just before the batch."""
         self._loaded.update(invocations)
@@ -209,6 +252,8 @@ class PartitionMachine:
             if ref not in self._state:
                 self._state[ref] = values
                 self._touched.add(ref)
+        for key, promise in promises.items():
+            self._promises.setdefault(key, promise or Promise())
 
     def reject(self, command: Command, error: str) -> None:
         """``command`` could not be applied (nothing of it remains): answer it as failed."""
@@ -246,6 +291,7 @@ class PartitionMachine:
             if st is not None and st.status is Status.COMPLETED:
                 del self.invocations[inv_id]
         self._completed.clear()
+        self._promises.clear()
         for inv_id in self._evictable:
             st = self.invocations.get(inv_id)
             if st is not None and st.status is Status.SCHEDULED:
@@ -298,10 +344,22 @@ class PartitionMachine:
     # --- New invocations
 
     def _on_invoke(self, cmd: Invoke) -> None:
-        if cmd.idempotency_key is not None:
-            # Idempotent requests have ids derived from their key: a duplicate finds it.
+        run = _is_run(cmd.target)
+        if cmd.idempotency_key is not None or run:
+            # Their ids are derived from workflow or idempotency key: a duplicate finds it.
             existing = self._get(cmd.invocation_id)
-            if existing is not None:
+            if existing is None:
+                pass
+            elif run:
+                # A workflow runs once per key: later requests fail, they never attach.
+                if cmd.reply is not None:
+                    self._effects.append(
+                        Reply(cmd.reply, existing.id, _ALREADY_INVOKED, previously=True)
+                    )
+                if cmd.caller is not None:
+                    self._deliver_call_result(cmd.caller, _ALREADY_INVOKED)
+                return
+            else:
                 self._join_existing(existing, cmd)
                 return
         self._create(cmd)
@@ -311,15 +369,31 @@ class PartitionMachine:
         if st.is_completed:
             assert st.output is not None
             if cmd.reply is not None:
-                self._effects.append(Reply(cmd.reply, st.id, st.output))
+                self._effects.append(self._stored_reply(cmd.reply, st, previously=True))
             if cmd.caller is not None:
                 self._deliver_call_result(cmd.caller, st.output)
             return
         if cmd.reply is not None:
-            self._effects.append(Reply(cmd.reply, st.id, pending=True))
+            self._effects.append(Reply(cmd.reply, st.id, pending=True, previously=True))
         if cmd.caller is not None:
-            st.callers = (*st.callers, cmd.caller)
-            self._dirty(st)
+            self._add_caller(st, cmd.caller)
+
+    def _add_caller(self, st: InvocationStatus, caller: CallerRef) -> None:
+        st.callers = (*st.callers, caller)
+        self._dirty(st)
+
+    @staticmethod
+    def _stored_reply(token: int, st: InvocationStatus, previously: bool = False) -> Reply:
+        """The answer a completed invocation gives from storage, with its expiry."""
+        assert st.completed_at is not None
+        return Reply(
+            token,
+            st.id,
+            st.output,
+            target=st.target,
+            previously=previously,
+            expires_at=st.completed_at + st.completion_retention,
+        )
 
     def _create(self, cmd: Invoke) -> None:
         st = InvocationStatus(
@@ -493,7 +567,7 @@ class PartitionMachine:
         except IdError:
             return  # the invoker validates ids; a bad one cannot reach here
         output = (
-            Output(failure=Failure(msg.failure.code, msg.failure.message))
+            Output(failure=notif.failure_of(msg.failure))
             if msg.HasField("failure")
             else Output(value=msg.value.content)
         )
@@ -507,7 +581,7 @@ class PartitionMachine:
             return
         sig: int | str = msg.name if msg.HasField("name") else msg.idx
         if msg.HasField("failure"):
-            output: Output | None = Output(failure=Failure(msg.failure.code, msg.failure.message))
+            output: Output | None = Output(failure=notif.failure_of(msg.failure))
         elif msg.HasField("value"):
             output = Output(value=msg.value.content)
         else:
@@ -556,6 +630,93 @@ class PartitionMachine:
             self._state[ref] = cached
             self._touched.add(ref)
         return cached
+
+    # --- Durable promises (workflows)
+
+    def _promise(self, st: InvocationStatus, name: str) -> tuple[PromiseKey, Promise]:
+        ref = st.target.object_ref
+        assert ref is not None  # the invoker lets only workflows use promises
+        key = (*ref, name)
+        p = self._promises.get(key)
+        if p is None:
+            p = self._promises[key] = self._loader.promise(*key) or Promise()
+        return key, p
+
+    def _cmd_get_promise(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.GetPromiseCommandMessage = cmd.message  # type: ignore[assignment]
+        key, p = self._promise(st, msg.key)
+        cid = msg.result_completion_id
+        if p.output is not None:
+            entry = notif.completion(MessageType.GET_PROMISE_COMPLETION, cid, p.output)
+            self._append_notification(st, entry, completion_id=cid)
+            return
+        waiter = CallerRef(st.id, cid, st.created_at, MessageType.GET_PROMISE_COMPLETION)
+        p.listeners = (*p.listeners, waiter)
+        self._changes.promises[key] = p
+
+    def _cmd_peek_promise(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.PeekPromiseCommandMessage = cmd.message  # type: ignore[assignment]
+        _, p = self._promise(st, msg.key)
+        cid = msg.result_completion_id
+        entry = notif.completion(MessageType.PEEK_PROMISE_COMPLETION, cid, p.output)
+        self._append_notification(st, entry, completion_id=cid)
+
+    def _cmd_complete_promise(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.CompletePromiseCommandMessage = cmd.message  # type: ignore[assignment]
+        key, p = self._promise(st, msg.key)
+        result = None  # void: completed now
+        if p.output is not None:
+            result = _PROMISE_DONE  # the first completion stays
+        else:
+            p.output = (
+                Output(failure=notif.failure_of(msg.completion_failure))
+                if msg.HasField("completion_failure")
+                else Output(value=msg.completion_value.content)
+            )
+            listeners, p.listeners = p.listeners, ()
+            self._changes.promises[key] = p
+            for waiter in listeners:
+                self._deliver_call_result(waiter, p.output)
+        cid = msg.result_completion_id
+        entry = notif.completion(MessageType.COMPLETE_PROMISE_COMPLETION, cid, result)
+        self._append_notification(st, entry, completion_id=cid)
+
+    def _clear_workflow(self, target: Target) -> None:
+        """A workflow's run is gone: so are the state and promises of its key."""
+        ref = target.object_ref
+        assert ref is not None
+        self._changes.workflows_cleared.append(ref)
+        self._state.pop(ref, None)
+        self._state_ops.pop(ref, None)
+        for key in [k for k in self._promises if k[:2] == ref]:
+            del self._promises[key]
+
+    # --- Other invocations' results, from a handler
+
+    def _cmd_attach(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.AttachInvocationCommandMessage = cmd.message  # type: ignore[assignment]
+        assert cmd.subject is not None  # resolved by the invoker
+        waiter = CallerRef(
+            st.id, msg.result_completion_id, st.created_at, MessageType.ATTACH_INVOCATION_COMPLETION
+        )
+        subject = self._get(cmd.subject)
+        if subject is None:
+            self._deliver_call_result(waiter, _NOT_FOUND)
+        elif subject.is_completed:
+            assert subject.output is not None
+            self._deliver_call_result(waiter, subject.output)
+        else:
+            self._add_caller(subject, waiter)
+
+    def _cmd_get_output(self, st: InvocationStatus, cmd: AppendCommand) -> None:
+        msg: pb.GetInvocationOutputCommandMessage = cmd.message  # type: ignore[assignment]
+        assert cmd.subject is not None
+        subject = self._get(cmd.subject)
+        # Not completed yet: void, as the official answers.
+        output = _NOT_FOUND if subject is None else subject.output
+        cid = msg.result_completion_id
+        entry = notif.completion(MessageType.GET_INVOCATION_OUTPUT_COMPLETION, cid, output)
+        self._append_notification(st, entry, completion_id=cid)
 
     # --- Run, suspension, failure, end
 
@@ -627,6 +788,8 @@ class PartitionMachine:
             self._deliver_call_result(caller, output)
         if max(st.completion_retention, st.journal_retention) <= 0:
             self._purge(st.id)  # nothing to keep; otherwise storage's sweep expires it
+            if _is_run(st.target):
+                self._clear_workflow(st.target)
 
     def _release(self, target: Target) -> None:
         q = self._object(target)
@@ -642,7 +805,7 @@ class PartitionMachine:
         st = self.invocations.get(caller.invocation_id)
         if st is None or (caller.life and st.created_at != caller.life):
             return
-        entry = notif.completion(MessageType.CALL_COMPLETION, caller.completion_id, output)
+        entry = notif.completion(caller.kind, caller.completion_id, output)
         self._append_notification(st, entry, completion_id=caller.completion_id)
 
     def _on_deliver(self, cmd: DeliverNotification) -> None:
@@ -693,13 +856,21 @@ class PartitionMachine:
         if st is None:
             self._effects.append(Reply(cmd.reply, None))
         elif st.is_completed:
-            self._effects.append(Reply(cmd.reply, st.id, st.output, target=st.target))
+            self._effects.append(self._stored_reply(cmd.reply, st))
         else:
             self._effects.append(Reply(cmd.reply, st.id, pending=cmd.wait, target=st.target))
 
 
 _STATE_READS = frozenset(
     {MessageType.GET_LAZY_STATE_COMMAND, MessageType.GET_LAZY_STATE_KEYS_COMMAND}
+)
+
+_PROMISE_COMMANDS = frozenset(
+    {
+        MessageType.GET_PROMISE_COMMAND,
+        MessageType.PEEK_PROMISE_COMMAND,
+        MessageType.COMPLETE_PROMISE_COMMAND,
+    }
 )
 
 _COMMAND_HANDLERS = {
@@ -714,4 +885,9 @@ _COMMAND_HANDLERS = {
     MessageType.ONE_WAY_CALL_COMMAND: PartitionMachine._cmd_call,
     MessageType.COMPLETE_AWAKEABLE_COMMAND: PartitionMachine._cmd_complete_awakeable,
     MessageType.SEND_SIGNAL_COMMAND: PartitionMachine._cmd_send_signal,
+    MessageType.GET_PROMISE_COMMAND: PartitionMachine._cmd_get_promise,
+    MessageType.PEEK_PROMISE_COMMAND: PartitionMachine._cmd_peek_promise,
+    MessageType.COMPLETE_PROMISE_COMMAND: PartitionMachine._cmd_complete_promise,
+    MessageType.ATTACH_INVOCATION_COMMAND: PartitionMachine._cmd_attach,
+    MessageType.GET_INVOCATION_OUTPUT_COMMAND: PartitionMachine._cmd_get_output,
 }

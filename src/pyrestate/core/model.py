@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pyrestate.core.ids import InvocationId
 
+CALL_COMPLETION = 0x800D  # the service protocol's CallCompletionNotificationMessage
+
 
 class ServiceType(StrEnum):
     SERVICE = "service"
@@ -65,6 +67,8 @@ class Target:
 class Failure:
     code: int
     message: str
+    # Terminal errors carry key/value metadata (protocol V6) to whoever sees the failure.
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,8 @@ class CallerRef:
     invocation_id: InvocationId
     completion_id: int
     life: int = 0  # the caller's created_at: a result must not reach a later life of its id
+    # The completion's message type: a call's result, an attach's, a promise's value.
+    kind: int = CALL_COMPLETION
 
 
 @dataclass(slots=True)
@@ -126,6 +132,18 @@ class InvocationStatus:
     @property
     def is_completed(self) -> bool:
         return self.status is Status.COMPLETED
+
+
+PromiseKey = tuple[str, str, str]  # workflow name, workflow key, promise name
+
+
+@dataclass(slots=True)
+class Promise:
+    """A workflow's durable promise: completed once, awaited by any of its handlers."""
+
+    output: Output | None = None  # None: not completed yet
+    # Who awaits it (GetPromise commands not yet answered).
+    listeners: tuple[CallerRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

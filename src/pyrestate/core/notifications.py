@@ -7,10 +7,21 @@ from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.frames import MessageType
 
 
+def failure_of(msg: pb.Failure) -> Failure:
+    """A protocol Failure, metadata included."""
+    return Failure(msg.code, msg.message, tuple((m.key, m.value) for m in msg.metadata))
+
+
+def failure_into(msg: pb.Failure, failure: Failure) -> None:
+    msg.code = failure.code
+    msg.message = failure.message
+    for k, v in failure.metadata:
+        msg.metadata.add(key=k, value=v)
+
+
 def _result_into(msg: pb.NotificationTemplate, output: Output) -> None:
     if output.failure is not None:
-        msg.failure.code = output.failure.code
-        msg.failure.message = output.failure.message
+        failure_into(msg.failure, output.failure)
     else:
         msg.value.content = output.value or b""
 
@@ -59,5 +70,5 @@ def input_entry(body: bytes, headers: tuple[tuple[str, str], ...]) -> JournalEnt
 
 def output_of(msg: pb.OutputCommandMessage) -> Output:
     if msg.HasField("failure"):
-        return Output(failure=Failure(msg.failure.code, msg.failure.message))
+        return Output(failure=failure_of(msg.failure))
     return Output(value=msg.value.content)

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import parse_qs, unquote
 
@@ -19,7 +20,7 @@ from pyrestate.asgi import BodyTooLarge, Receive, Scope, Send, read_body
 from pyrestate.core.commands import Attach, DeliverNotification, Invoke, Retention
 from pyrestate.core.ids import AwakeableId, IdError, InvocationId, new_invocation_id
 from pyrestate.core.limits import MAX_EPOCH_MS
-from pyrestate.core.model import Failure, Output, Target
+from pyrestate.core.model import Failure, HandlerType, Output, Target
 from pyrestate.core.notifications import signal
 from pyrestate.ingress.durations import DurationError, parse_duration_ms
 from pyrestate.official_format import format_timestamp
@@ -69,6 +70,11 @@ class HttpError(Exception):
         self.invocation_id = invocation_id
 
 
+_BAD_WORKFLOW_PATH = (
+    "bad path, expected either /restate/workflow/:workflow_name/:workflow_key/output or "
+    "/restate/workflow/:workflow_name/:workflow_key/attach"
+)
+_MAX_LOOKUP_BODY = 64 * 1024  # a lookup body names one target
 _BAD_INVOCATION_PATH = (
     "bad path, expected either /restate/invocation/:invocation_id/output or "
     "/restate/invocation/:invocation_id/attach or "
@@ -140,6 +146,33 @@ class IngressApp:
                 raise HttpError(405, "method not allowed")
             await self._attach(rest[1:], receive, send)
             return
+        if rest[:1] == ["workflow"]:
+            if len(rest) != 4 or rest[3] not in ("attach", "output"):
+                raise HttpError(400, _BAD_WORKFLOW_PATH)
+            if scope["method"] != "GET":
+                raise HttpError(405, "method not allowed")
+            run = _workflow_run_id(unquote(rest[1]), unquote(rest[2]))
+            await self._answer_attach(run, rest[3] == "attach", receive, send)
+            return
+        if rest[:1] in (["attach"], ["output"]) and len(rest) <= 2:
+            # By id (GET), or by a lookup body naming the target (POST).
+            if scope["method"] != ("GET" if len(rest) == 2 else "POST"):
+                raise HttpError(405, "method not allowed")
+            if len(rest) == 2:
+                inv_id = _parse_invocation_id(rest[1])
+            else:
+                body = await _read_body(receive, _MAX_LOOKUP_BODY)
+                inv_id = _lookup(body, "invalid request body")
+            await self._answer_attach(inv_id, rest[0] == "attach", receive, send)
+            return
+        if rest == ["lookup"]:
+            if scope["method"] != "POST":
+                raise HttpError(405, "method not allowed")
+            body = await _read_body(receive, _MAX_LOOKUP_BODY)
+            inv_id = _lookup(body, "invalid lookup body")
+            doc = json.dumps({"invocationId": str(inv_id)}).encode()
+            await _respond(send, 200, doc, [*_JSON])
+            return
         if rest[:1] == ["awakeables"]:
             if len(rest) != 3 or rest[2] not in ("resolve", "reject"):
                 if len(rest) == 2:
@@ -170,7 +203,9 @@ class IngressApp:
         assert answer.invocation_id is not None
         output = await self._wait(answer, receive)
         if output is not None:
-            await _send_output(send, answer.invocation_id, output, route.output_content_type)
+            await _send_output(
+                send, answer.invocation_id, output, route.output_content_type, answer.expires_at
+            )
 
     async def _submit(
         self, segments: list[str], scope: Scope, receive: Receive, send: Send, path: str
@@ -235,6 +270,7 @@ class IngressApp:
             handler=handler,
             key=key,
             idempotency_key=idempotency_key,
+            workflow_run=target.handler_type is HandlerType.WORKFLOW,
         )
         passed = tuple((k, v) for k, v in headers.items() if _forwarded(k))
 
@@ -257,7 +293,7 @@ class IngressApp:
             doc: dict[str, str] = {"invocationId": str(answer.invocation_id)}
             if execution_time is not None:
                 doc["executionTime"] = format_timestamp(execution_time)
-            doc["status"] = "Accepted" if answer.invocation_id == inv_id else "PreviouslyAccepted"
+            doc["status"] = "PreviouslyAccepted" if answer.previously else "Accepted"
             await _respond(
                 send,
                 202,
@@ -297,12 +333,15 @@ class IngressApp:
             raise HttpError(400, _BAD_INVOCATION_PATH)
         wait = rest[-1] == "attach"
         if len(rest) == 2:
-            try:
-                inv_id = InvocationId.parse(rest[0])
-            except IdError as e:
-                raise HttpError(400, f"bad invocation id '{rest[0]}': {e}") from None
+            inv_id = _parse_invocation_id(rest[0])
         else:
             inv_id = self._idempotent_id([unquote(s) for s in rest[:-1]])
+        await self._answer_attach(inv_id, wait, receive, send)
+
+    async def _answer_attach(
+        self, inv_id: InvocationId, wait: bool, receive: Receive, send: Send
+    ) -> None:
+        """An invocation's output: awaited (attach) or only if there already (output)."""
         answer = await self._partition.request(lambda token: Attach(inv_id, token, wait))
         if answer.invocation_id is None:
             if wait:
@@ -318,7 +357,7 @@ class IngressApp:
             with contextlib.suppress(LookupError):
                 route = self._schemas.route(answer.target.service, answer.target.handler)
                 content_type = route.output_content_type
-        await _send_output(send, inv_id, output, content_type)
+        await _send_output(send, inv_id, output, content_type, answer.expires_at)
 
     def _idempotent_id(self, parts: list[str]) -> InvocationId:
         """The id an idempotent request got: derived from its target and key."""
@@ -379,8 +418,12 @@ async def _send_output(
     inv_id: InvocationId,
     output: Output,
     content_type: Callable[[bool], str | None] | None,
+    expires_at: int | None = None,
 ) -> None:
-    id_header = (b"x-restate-id", str(inv_id).encode())
+    """``expires_at``: the output came from a stored completion, kept until then."""
+    headers = [(b"x-restate-id", str(inv_id).encode())]
+    if expires_at is not None:
+        headers.append((b"idempotency-expires", _expiry_text(expires_at).encode()))
     if output.failure is not None:
         await _error(
             send,
@@ -388,14 +431,71 @@ async def _send_output(
             output.failure.message,
             "invocation",
             code=output.failure.code,
-            extra=[id_header],
+            extra=headers,
+            metadata=output.failure.metadata,
         )
         return
-    headers = [id_header]
     ctype = content_type(not output.value) if content_type is not None else None
     if ctype is not None:
         headers.append((b"content-type", ctype.encode()))
     await _respond(send, 200, output.value or b"", headers)
+
+
+def _expiry_text(ms: int) -> str:
+    """The official form: RFC 3339 in milliseconds with ``+00:00``."""
+    at = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+    return at.isoformat(timespec="milliseconds")
+
+
+def _parse_invocation_id(text: str) -> InvocationId:
+    try:
+        return InvocationId.parse(text)
+    except IdError as e:
+        raise HttpError(400, f"bad invocation id '{text}': {e}") from None
+
+
+def _workflow_run_id(name: str, key: str) -> InvocationId:
+    return new_invocation_id(
+        b"", service=name, handler="", key=key, idempotency_key=None, workflow_run=True
+    )
+
+
+def _lookup(body: bytes, what: str) -> InvocationId:
+    """The invocation a lookup body names: by id, workflow, or idempotent request."""
+
+    def field(doc: dict[str, object], name: str, optional: bool = False) -> str | None:
+        value = doc.get(name)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"missing field `{name}`" if value is None else f"bad `{name}`")
+        return value
+
+    try:
+        doc = json.loads(body)
+        if not isinstance(doc, dict):
+            raise ValueError("expected an object")
+        target = field(doc, "target")
+        if target == "invocation":
+            return _parse_invocation_id(field(doc, "invocationId") or "")
+        if target == "workflow":
+            return _workflow_run_id(
+                field(doc, "workflowName") or "", field(doc, "workflowKey") or ""
+            )
+        if target == "idempotentInvocation":
+            return new_invocation_id(
+                b"",
+                service=field(doc, "service") or "",
+                handler=field(doc, "handler") or "",
+                key=field(doc, "key", optional=True),
+                idempotency_key=field(doc, "idempotencyKey") or "",
+            )
+        raise ValueError(
+            f"unknown variant `{target}`, expected one of `invocation`, `idempotentInvocation`, "
+            "`workflow`"
+        )
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise HttpError(500, f"cannot read body: {what}: {e}") from None
 
 
 def _status_of(code: int) -> int:
@@ -439,7 +539,11 @@ async def _error(
     source: str,
     code: int | None = None,
     extra: list[tuple[bytes, bytes]] | None = None,
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> None:
-    doc = {"code": code if code is not None else status, "message": message, "source": source}
+    doc: dict[str, object] = {"code": code if code is not None else status, "message": message}
+    if metadata:
+        doc["metadata"] = dict(sorted(metadata))  # as the official: keys sorted
+    doc["source"] = source
     headers = [*(extra or []), (b"x-restate-error-source", source.encode()), *_JSON]
     await _respond(send, status, json.dumps(doc).encode(), headers)

@@ -25,9 +25,9 @@ from pyrestate.core.commands import (
     Suspend,
 )
 from pyrestate.core.effects import AbortAttempt, Ack, Effect, Notify, StartAttempt
-from pyrestate.core.ids import InvocationId, new_invocation_id
+from pyrestate.core.ids import IdError, InvocationId, new_invocation_id
 from pyrestate.core.limits import OutOfRange, epoch_ms
-from pyrestate.core.model import CallerRef, Failure, JournalEntry, Target
+from pyrestate.core.model import CallerRef, Failure, HandlerType, JournalEntry, ServiceType, Target
 from pyrestate.identity import RequestSigner
 from pyrestate.invoker import attempt_protocol as ap
 from pyrestate.invoker.transport import ClientStream, Transport, TransportError, open_transport
@@ -51,6 +51,16 @@ _STATE_COMMANDS = frozenset(
         MessageType.GET_EAGER_STATE_COMMAND,
         MessageType.GET_EAGER_STATE_KEYS_COMMAND,
     }
+)
+_PROMISE_COMMANDS = frozenset(
+    {
+        MessageType.GET_PROMISE_COMMAND,
+        MessageType.PEEK_PROMISE_COMMAND,
+        MessageType.COMPLETE_PROMISE_COMMAND,
+    }
+)
+_SUBJECT_COMMANDS = frozenset(
+    {MessageType.ATTACH_INVOCATION_COMMAND, MessageType.GET_INVOCATION_OUTPUT_COMMAND}
 )
 _WRITE_COMMANDS = frozenset(
     {
@@ -374,11 +384,18 @@ class Invoker:
         submit = self._partition.submit
         match event:
             case ap.NewCommand():
-                callee = self._validate(start, event)
+                callee, subject = self._validate(start, event)
                 submit(
                     AppendCommand(
-                        inv, no, dep_id, event.entry, event.message, event.requires_ack, callee
-                    )  # type: ignore[arg-type]
+                        inv,
+                        no,
+                        dep_id,
+                        event.entry,
+                        event.message,  # type: ignore[arg-type]
+                        event.requires_ack,
+                        callee,
+                        subject,
+                    )
                 )
                 return False
             case ap.RunProposal():
@@ -408,10 +425,18 @@ class Invoker:
                 return True
         return False
 
-    def _validate(self, start: StartAttempt, event: ap.NewCommand) -> Invoke | None:
-        """Check a command against the schema; for calls, resolve the callee."""
+    def _validate(
+        self, start: StartAttempt, event: ap.NewCommand
+    ) -> tuple[Invoke | None, InvocationId | None]:
+        """Check a command against the schema; resolve a call's callee, an attach's subject."""
         t = event.entry.type
         target = start.target
+        if t in _PROMISE_COMMANDS and target.service_type is not ServiceType.WORKFLOW:
+            raise AttemptError(
+                f"service {target.service} is not a workflow: it has no durable promises", 571
+            )
+        if t in _SUBJECT_COMMANDS:
+            return None, _subject(event.message)  # type: ignore[arg-type]
         if t in _STATE_COMMANDS:
             if target.key is None:
                 raise AttemptError(f"service {target.service} has no state: it is not keyed", 571)
@@ -431,7 +456,7 @@ class Invoker:
                 call.idempotency_key if call.HasField("idempotency_key") else None,
                 CallerRef(start.invocation_id, call.result_completion_id),
                 None,
-            )
+            ), None
         if t == MessageType.ONE_WAY_CALL_COMMAND:
             send: pb.OneWayCallCommandMessage = event.message  # type: ignore[assignment]
             return self._callee(
@@ -443,8 +468,8 @@ class Invoker:
                 send.idempotency_key if send.HasField("idempotency_key") else None,
                 None,
                 _instant("OneWayCallCommand.invoke_time", send.invoke_time) or None,
-            )
-        return None
+            ), None
+        return None, None
 
     def _callee(
         self,
@@ -467,6 +492,7 @@ class Invoker:
             handler=handler,
             key=target.key,
             idempotency_key=idempotency_key,
+            workflow_run=target.handler_type is HandlerType.WORKFLOW,
         )
         return Invoke(
             invocation_id=inv_id,
@@ -478,6 +504,38 @@ class Invoker:
             caller=caller,
             retention=self._config(target).retention,
         )
+
+
+def _subject(
+    msg: pb.AttachInvocationCommandMessage | pb.GetInvocationOutputCommandMessage,
+) -> InvocationId:
+    """The invocation an attach or get-output command asks about, as the official finds it."""
+    which = msg.WhichOneof("target")
+    if which == "invocation_id":
+        try:
+            return InvocationId.parse(msg.invocation_id)
+        except IdError as e:
+            raise AttemptError(f"bad invocation id '{msg.invocation_id}': {e}", 400) from None
+    if which == "idempotent_request_target":
+        t = msg.idempotent_request_target
+        return new_invocation_id(
+            b"",
+            service=t.service_name,
+            handler=t.handler_name,
+            key=t.service_key if t.HasField("service_key") else None,
+            idempotency_key=t.idempotency_key,
+        )
+    if which == "workflow_target":
+        wf = msg.workflow_target
+        return new_invocation_id(
+            b"",
+            service=wf.workflow_name,
+            handler="",
+            key=wf.workflow_key,
+            idempotency_key=None,
+            workflow_run=True,
+        )
+    raise AttemptError(f"protocol violation: {type(msg).__name__} without a target", 571)
 
 
 def _instant(name: str, value: int) -> int:

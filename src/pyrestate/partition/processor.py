@@ -60,6 +60,8 @@ class Answer:
     # Resolves with the output when the invocation completes (if it was still running).
     completion: asyncio.Future[Output] | None
     target: Target | None = None
+    previously: bool = False  # the request met an invocation that existed before it
+    expires_at: int | None = None  # ``output`` is a stored completion kept until then
 
 
 class CommandRejected(Exception):
@@ -237,24 +239,24 @@ class PartitionProcessor:
 
     async def _preload(self, commands: Iterable[Command]) -> None:
         """Read what the batch needs from storage off the loop, before applying it."""
-        ids, refs = self.machine.needs(commands)
-        if not ids and not refs:
+        needs = self.machine.needs(commands)
+        if not needs:
             return
         store = self.store
 
-        def load() -> tuple[dict[InvocationId, InvocationStatus | None], dict]:  # type: ignore[type-arg]
-            found = store.invocations(ids)
-            statuses: dict[InvocationId, InvocationStatus | None] = {i: None for i in ids}
-            statuses.update(found)
-            return statuses, {ref: store.state(*ref) for ref in refs}
+        def load() -> tuple[dict, dict, dict]:  # type: ignore[type-arg]
+            statuses: dict[InvocationId, InvocationStatus | None] = dict.fromkeys(needs.invocations)
+            statuses.update(store.invocations(needs.invocations))
+            states = {ref: store.state(*ref) for ref in needs.states}
+            return statuses, states, {key: store.promise(*key) for key in needs.promises}
 
         try:
-            statuses, states = await self._read(load)
+            loaded = await self._read(load)
         except Exception:
             # Applying reads again, per command: a failure then rejects just that command.
             log.exception("cannot preload what a batch needs")
             return
-        self.machine.preload(statuses, states)
+        self.machine.preload(*loaded)
 
     async def _read(self, fn: Callable[[], T]) -> T:
         # On the commit thread: reads never run beside a commit of this partition.
@@ -324,7 +326,16 @@ class PartitionProcessor:
         if follow and reply.pending and reply.invocation_id is not None:
             completion = asyncio.get_running_loop().create_future()
             self._completions.setdefault(reply.invocation_id, []).append(completion)
-        fut.set_result(Answer(reply.invocation_id, reply.output, completion, reply.target))
+        fut.set_result(
+            Answer(
+                reply.invocation_id,
+                reply.output,
+                completion,
+                reply.target,
+                reply.previously,
+                reply.expires_at,
+            )
+        )
 
     # --- Timers: a heap of due times; one loop callback armed for the earliest.
 

@@ -94,6 +94,24 @@ CREATE INDEX timer_by_id ON timer(id);
 """
 
 
+# Version 3: workflows' durable promises; terminal failures keep their metadata.
+_V2_TO_V3 = """
+ALTER TABLE invocation ADD COLUMN output_failure_metadata TEXT;
+CREATE TABLE promise (
+    service TEXT NOT NULL,
+    key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    completed INTEGER NOT NULL,
+    value BLOB,
+    failure_code INTEGER,
+    failure_message TEXT,
+    failure_metadata TEXT,
+    listeners TEXT NOT NULL,
+    PRIMARY KEY (service, key, name)
+) WITHOUT ROWID;
+"""
+
+
 def _seen_to_rows(db: sqlite3.Connection) -> None:
     """Version 1 kept seen ids as JSON in the invocation row; move them to their table."""
     rows = db.execute("SELECT id, seen FROM invocation WHERE status != 'completed'").fetchall()
@@ -118,8 +136,12 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
     _seen_to_rows(db)
 
 
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    _run(db, _V2_TO_V3)
+
+
 # _STEPS[n] takes a database from version n + 1 to n + 2.
-_STEPS: list[Callable[[sqlite3.Connection], None]] = [_migrate_1_to_2]
+_STEPS: list[Callable[[sqlite3.Connection], None]] = [_migrate_1_to_2, _migrate_2_to_3]
 LATEST = len(_STEPS) + 1
 
 

@@ -22,6 +22,7 @@ from pyrestate.core.model import (
     InvocationStatus,
     JournalEntry,
     Output,
+    Promise,
     ServiceType,
     Status,
     Target,
@@ -36,7 +37,7 @@ _COLUMNS = (
     "deployment_id, journal_length, command_count, attempt, retry_count, next_retry_at, "
     "last_failure_code, last_failure_message, last_failure_related, waiting, "
     "output_value, output_failure_code, output_failure_message, completion_retention, "
-    "journal_retention, attempt_failures, last_progress_at"
+    "journal_retention, attempt_failures, last_progress_at, output_failure_metadata"
 )
 _UPSERT = (
     f"INSERT OR REPLACE INTO invocation ({_COLUMNS}, expires_at) VALUES ("
@@ -64,9 +65,7 @@ def _status_row(st: InvocationStatus) -> tuple[object, ...]:
         st.modified_at,
         json.dumps(st.headers) if st.headers else "[]",
         st.idempotency_key,
-        json.dumps([[str(c.invocation_id), c.completion_id, c.life] for c in st.callers])
-        if st.callers
-        else "[]",
+        _callers_text(st.callers),
         st.execution_time,
         st.inbox_seq,
         st.running_at,
@@ -88,11 +87,32 @@ def _status_row(st: InvocationStatus) -> tuple[object, ...]:
         st.journal_retention,
         st.attempt_failures,
         st.last_progress_at,
+        _metadata_text(out.failure) if out is not None and out.failure else None,
         # When the retention sweep may delete it.
         st.completed_at + max(st.completion_retention, st.journal_retention)
         if st.completed_at is not None and st.status is Status.COMPLETED
         else None,
     )
+
+
+def _callers_text(callers: tuple[CallerRef, ...]) -> str:
+    if not callers:
+        return "[]"
+    return json.dumps([[str(c.invocation_id), c.completion_id, c.life, c.kind] for c in callers])
+
+
+def _callers_from(text: str) -> tuple[CallerRef, ...]:
+    # [id, completion] (schema 1), [id, completion, life] (2), [..., kind] (3)
+    return tuple(CallerRef(InvocationId.parse(c[0]), *c[1:]) for c in json.loads(text))
+
+
+def _metadata_text(failure: Failure) -> str | None:
+    return json.dumps(failure.metadata) if failure.metadata else None
+
+
+def _failure(code: int, message: str, metadata: str | None) -> Failure:
+    meta = tuple(tuple(kv) for kv in json.loads(metadata)) if metadata else ()
+    return Failure(code, message, meta)  # type: ignore[arg-type]
 
 
 def _pair(completions: Set[int], signals: Set[int | str]) -> str:
@@ -107,7 +127,7 @@ def _status_from_row(r: tuple) -> InvocationStatus:  # type: ignore[type-arg]
     waiting = json.loads(r[25])
     output = None
     if r[27] is not None:
-        output = Output(failure=Failure(r[27], r[28]))
+        output = Output(failure=_failure(r[27], r[28], r[33]))
     elif r[1] == Status.COMPLETED.value:
         output = Output(value=r[26] or b"")
     return InvocationStatus(
@@ -118,8 +138,7 @@ def _status_from_row(r: tuple) -> InvocationStatus:  # type: ignore[type-arg]
         modified_at=r[8],
         headers=tuple(tuple(h) for h in json.loads(r[9])),  # type: ignore[misc]
         idempotency_key=r[10],
-        # [id, completion] (schema 1) or [id, completion, life]
-        callers=tuple(CallerRef(InvocationId.parse(c[0]), *c[1:]) for c in json.loads(r[11])),
+        callers=_callers_from(r[11]),
         execution_time=r[12],
         inbox_seq=r[13],
         running_at=r[14],
@@ -212,12 +231,18 @@ class SqlitePartitionStore:
             for inv in c.expired:
                 raw = inv.to_bytes()
                 # Only if still completed: the id may have started a new life meanwhile.
-                cur = db.execute(
-                    "DELETE FROM invocation WHERE id = ? AND status = 'completed'", (raw,)
-                )
-                if cur.rowcount:
+                row = db.execute(
+                    "DELETE FROM invocation WHERE id = ? AND status = 'completed' "
+                    "RETURNING service, key, handler_type",
+                    (raw,),
+                ).fetchone()
+                if row is not None:
                     gone.append((raw,))
+                    if row[2] == HandlerType.WORKFLOW.value:
+                        _clear_workflow(db, row[0], row[1])
             _delete_invocations(db, gone)
+        for service, key in c.workflows_cleared:
+            _clear_workflow(db, service, key)
         if c.statuses:
             db.executemany(_UPSERT, [_status_row(st) for st in c.statuses.values()])
         if c.journal:
@@ -247,6 +272,13 @@ class SqlitePartitionStore:
                     "INSERT OR REPLACE INTO state (service, key, name, value) VALUES (?, ?, ?, ?)",
                     (op.service, op.key, op.name, op.value),
                 )
+        if c.promises:
+            db.executemany(
+                "INSERT OR REPLACE INTO promise (service, key, name, completed, value, "
+                "failure_code, failure_message, failure_metadata, listeners) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*k, *_promise_row(p)) for k, p in c.promises.items()],
+            )
         if c.timers_added:
             db.executemany(
                 "INSERT OR REPLACE INTO timer (wake_at, id, kind, completion_id, life) "
@@ -315,6 +347,22 @@ class SqlitePartitionStore:
             out[bytes(n)] = bytes(v)
         return out
 
+    def promise(self, service: str, key: str, name: str) -> Promise | None:
+        row = self._reader.execute(
+            "SELECT completed, value, failure_code, failure_message, failure_metadata, listeners "
+            "FROM promise WHERE service = ? AND key = ? AND name = ?",
+            (service, key, name),
+        ).fetchone()
+        if row is None:
+            return None
+        completed, value, code, message, metadata, listeners = row
+        output = None
+        if code is not None:
+            output = Output(failure=_failure(code, message, metadata))
+        elif completed:
+            output = Output(value=bytes(value or b""))
+        return Promise(output, _callers_from(listeners))
+
     def journal(self, invocation_id: InvocationId, length: int) -> list[JournalEntry]:
         rows = self._reader.execute(
             "SELECT type, body FROM journal WHERE id = ? AND idx < ? ORDER BY idx",
@@ -357,6 +405,24 @@ class SqlitePartitionStore:
             (now, limit),
         )
         return [InvocationId.from_bytes(r[0]) for r in rows]
+
+
+def _promise_row(p: Promise) -> tuple[object, ...]:
+    out = p.output
+    failure = out.failure if out is not None else None
+    return (
+        out is not None,
+        out.value if out is not None and failure is None else None,
+        failure.code if failure else None,
+        failure.message if failure else None,
+        _metadata_text(failure) if failure else None,
+        _callers_text(p.listeners),
+    )
+
+
+def _clear_workflow(db: sqlite3.Connection, service: str, key: str) -> None:
+    for table in ("state", "promise"):
+        db.execute(f"DELETE FROM {table} WHERE service = ? AND key = ?", (service, key))
 
 
 def _delete_invocations(db: sqlite3.Connection, ids: list[tuple[bytes]]) -> None:
