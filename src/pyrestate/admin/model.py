@@ -182,9 +182,8 @@ class ServiceSchema:
         else:
             completion = _first(h.idempotency_retention_ms, self.effective_idempotency_retention_ms)
         journal = _first(h.journal_retention_ms, self.effective_journal_retention_ms)
-        if h.ty == "Workflow":
-            # The official keeps a run's journal no longer than the workflow itself.
-            journal = min(journal, completion)
+        # The official keeps a journal no longer than the completion it belongs to.
+        journal = min(journal, completion)
         return InvocationOptions(
             public=h.public,
             completion_retention_s=completion / 1000,
