@@ -14,6 +14,7 @@ from pyrestate import __version__
 from pyrestate.admin.app import AdminApp
 from pyrestate.admin.app import overloaded as admin_overloaded
 from pyrestate.admin.discovery import discover
+from pyrestate.admin.invocations import add_invocation_routes
 from pyrestate.admin.registry_store import RegistryStore
 from pyrestate.config import Settings, split_bind
 from pyrestate.http_front import FrontLimits, start_front_door
@@ -53,6 +54,7 @@ class Server:
             ingress_url=self._ingress_url(),
             discover=functools.partial(discover, signer=self.signer),
         )
+        add_invocation_routes(self.admin, self.partition)
         self._http: list[uvicorn.Server] = []
         self._loops: list[asyncio.Task[None]] = []
 

@@ -75,6 +75,11 @@ class MemoryStore:
     def promise(self, service: str, key: str, name: str) -> Promise | None:
         return copy.deepcopy(self.promises.get((service, key, name)))
 
+    def journal_of(self, inv: InvocationId) -> list[JournalEntry]:
+        return [
+            e for (i, _), e in sorted(self.journal.items(), key=lambda kv: kv[0][1]) if i == inv
+        ]
+
     def commit(self, c: Changes) -> None:
         for inv in [*c.purged, *c.expired]:
             if inv in c.purged or self.statuses[inv].status is Status.COMPLETED:
@@ -96,6 +101,8 @@ class MemoryStore:
             else:
                 obj[op.name] = op.value
         self.promises.update({k: copy.deepcopy(p) for k, p in c.promises.items()})
+        for inv in c.journals_purged:
+            self.journal = {k: e for k, e in self.journal.items() if k[0] != inv}
         for ref in c.workflows_cleared:
             self.kv.pop(ref, None)
             self.promises = {k: p for k, p in self.promises.items() if k[:2] != ref}
@@ -120,6 +127,10 @@ class CountingLoader:
         self.reads += 1
         return self.store.promise(service, key, name)
 
+    def journal(self, invocation_id: InvocationId, length: int) -> list[JournalEntry]:
+        self.reads += 1
+        return self.store.journal_of(invocation_id)[:length]
+
 
 class Harness:
     """Drives the machine as the partition writer does: preload, apply, commit, release."""
@@ -141,6 +152,7 @@ class Harness:
             {i: self.store.invocation(i) for i in needs.invocations},
             {ref: self.store.state(*ref) for ref in needs.states},
             {key: self.store.promise(*key) for key in needs.promises},
+            {inv: self.store.journal_of(inv) for inv in needs.journals},
         )
         for cmd in commands:
             self.machine.apply(cmd, self.now)  # type: ignore[arg-type]

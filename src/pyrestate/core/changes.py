@@ -38,6 +38,8 @@ class Changes:
     promises: dict[PromiseKey, Promise] = field(default_factory=dict)
     # Workflow keys whose run ended its retention: their state and promises go too.
     workflows_cleared: list[tuple[str, str]] = field(default_factory=list)
+    # Completed invocations whose journal is dropped (their record stays).
+    journals_purged: list[InvocationId] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -51,4 +53,5 @@ class Changes:
             or self.seen
             or self.promises
             or self.workflows_cleared
+            or self.journals_purged
         )

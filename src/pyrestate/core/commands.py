@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from google.protobuf.message import Message
 
@@ -136,6 +137,35 @@ class Expire:
     invocation_ids: tuple[InvocationId, ...]
 
 
+class ControlAction(StrEnum):
+    """What an operator (or a handler) can do to an invocation."""
+
+    CANCEL = "cancel"  # the handler is told and may compensate
+    KILL = "kill"  # ends at once, with its children
+    PURGE = "purge"  # forget a completed invocation
+    PURGE_JOURNAL = "purge-journal"  # keep its record, drop its journal
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+class ControlOutcome(StrEnum):
+    DONE = "done"  # applied
+    APPENDED = "appended"  # a cancellation is on its way to the running handler
+    ALREADY = "already"  # nothing to change (pausing a paused invocation)
+    NOT_FOUND = "not found"
+    COMPLETED = "completed"  # too late: it has completed
+    NOT_COMPLETED = "not completed"  # purge of an invocation still going
+    NOT_RUNNING = "not running"  # pause of one that does not run
+    NOT_STARTED = "not started"  # resume of an inboxed or scheduled one
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    invocation_id: InvocationId
+    action: ControlAction
+    reply: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class CallResult:
     """A callee finished: deliver its output to the caller's journal."""
@@ -156,4 +186,5 @@ Command = (
     | DeliverNotification
     | CallResult
     | Expire
+    | Control
 )

@@ -68,6 +68,7 @@ class Reply:
     error: str | None = None
     previously: bool = False
     expires_at: int | None = None
+    outcome: str | None = None  # of a Control command
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,9 @@ from pyrestate.core.commands import (
     AttemptReport,
     CallResult,
     Command,
+    Control,
+    ControlAction,
+    ControlOutcome,
     DeliverNotification,
     Expire,
     Invoke,
@@ -79,6 +82,8 @@ class Loader(Protocol):
 
     def promise(self, service: str, key: str, name: str) -> Promise | None: ...
 
+    def journal(self, invocation_id: InvocationId, length: int) -> list[JournalEntry]: ...
+
 
 @dataclass(slots=True)
 class Needs:
@@ -87,9 +92,10 @@ class Needs:
     invocations: set[InvocationId] = field(default_factory=set)
     states: set[tuple[str, str]] = field(default_factory=set)
     promises: set[PromiseKey] = field(default_factory=set)
+    journals: set[InvocationId] = field(default_factory=set)  # of invocations to kill
 
     def __bool__(self) -> bool:
-        return bool(self.invocations or self.states or self.promises)
+        return bool(self.invocations or self.states or self.promises or self.journals)
 
 
 @dataclass(slots=True)
@@ -105,6 +111,9 @@ _MISSING_OUTPUT = Output(failure=Failure(500, "invocation ended without an outpu
 _ALREADY_INVOKED = Output(failure=Failure(409, "the workflow method was already invoked"))
 _PROMISE_DONE = Output(failure=Failure(409, "promise was already completed"))
 _NOT_FOUND = Output(failure=Failure(404, "not found"))
+_CANCELLED = Output(failure=Failure(409, "cancelled"))
+_KILLED = Output(failure=Failure(409, "killed"))
+CANCEL_SIGNAL = 1  # the built-in signal that tells a handler it is cancelled
 
 
 def _is_run(target: Target) -> bool:
@@ -123,6 +132,8 @@ class PartitionMachine:
         self._state_ops: dict[tuple[str, str], list[StateOp]] = {}
         # Durable promises this batch read or changed (storage holds them between batches).
         self._promises: dict[PromiseKey, Promise] = {}
+        # Journals preloaded for this batch (of invocations an operator kills).
+        self._journals: dict[InvocationId, list[JournalEntry]] = {}
         # Invocations the shell loaded for this batch (None: known not to exist).
         self._loaded: dict[InvocationId, InvocationStatus | None] = {}
         # In memory only while a batch handles them (scheduled ones wait in storage).
@@ -155,6 +166,7 @@ class PartitionMachine:
         self._state.clear()
         self._state_ops.clear()
         self._promises.clear()
+        self._journals.clear()
         self._loaded.clear()
         self._evictable.clear()
         self._completed.clear()
@@ -203,6 +215,8 @@ class PartitionMachine:
                 self._on_attach(command)
             case Expire():
                 self._on_expire(command)
+            case Control():
+                self._on_control(command)
             case _:
                 raise TypeError(f"unknown command {command!r}")
 
@@ -217,6 +231,10 @@ class PartitionMachine:
                         ids.add(cmd.invocation_id)
                 case Attach():
                     ids.add(cmd.invocation_id)
+                case Control():
+                    ids.add(cmd.invocation_id)
+                    if cmd.action is ControlAction.KILL:
+                        needs.journals.add(cmd.invocation_id)
                 case TimerFired():
                     ids.add(InvocationId.from_bytes(cmd.key.invocation_id))
                 case AppendCommand():
@@ -245,6 +263,7 @@ class PartitionMachine:
         invocations: Mapping[InvocationId, InvocationStatus | None],
         states: Mapping[tuple[str, str], dict[bytes, bytes]],
         promises: Mapping[PromiseKey, Promise | None],
+        journals: Mapping[InvocationId, list[JournalEntry]],
     ) -> None:
         """What ``needs`` asked for, read from committed storage just before the batch."""
         self._loaded.update(invocations)
@@ -254,6 +273,7 @@ class PartitionMachine:
                 self._touched.add(ref)
         for key, promise in promises.items():
             self._promises.setdefault(key, promise or Promise())
+        self._journals.update(journals)
 
     def reject(self, command: Command, error: str) -> None:
         """``command`` could not be applied (nothing of it remains): answer it as failed."""
@@ -292,6 +312,7 @@ class PartitionMachine:
                 del self.invocations[inv_id]
         self._completed.clear()
         self._promises.clear()
+        self._journals.clear()
         for inv_id in self._evictable:
             st = self.invocations.get(inv_id)
             if st is not None and st.status is Status.SCHEDULED:
@@ -782,7 +803,11 @@ class PartitionMachine:
         st.waiting_signals = frozenset()
         self._dirty(st)
         if st.target.holds_lock:
-            self._release(st.target)
+            q = self._object(st.target)
+            if q.holder == st.id:
+                self._release(st.target)
+            elif st.id in q.inbox:  # ended before its turn (cancelled or killed)
+                q.inbox.remove(st.id)
         self._effects.append(Completed(st.id, output))
         for caller in st.callers:
             self._deliver_call_result(caller, output)
@@ -849,6 +874,113 @@ class PartitionMachine:
             if st is None:  # completed and committed: storage deletes it if still so
                 self._changes.expired.append(inv_id)
 
+    # --- Operators: cancel, kill, purge, pause, resume
+
+    def _on_control(self, cmd: Control) -> None:
+        st = self._get(cmd.invocation_id)
+        outcome = ControlOutcome.NOT_FOUND if st is None else _CONTROLS[cmd.action](self, st)
+        if cmd.reply is not None:
+            self._effects.append(Reply(cmd.reply, cmd.invocation_id, outcome=outcome))
+
+    def _cancel(self, st: InvocationStatus) -> ControlOutcome:
+        if st.is_completed:
+            return ControlOutcome.COMPLETED
+        if st.status in (Status.SCHEDULED, Status.INBOXED):
+            self._complete(st, _CANCELLED)  # never started: nothing to compensate
+            return ControlOutcome.DONE
+        # The handler hears it (the SDK raises in it) and may compensate, and cancels the
+        # calls it waits for. A backing-off one hears it at its next attempt.
+        self._append_notification(st, notif.signal(CANCEL_SIGNAL, None), signal=CANCEL_SIGNAL)
+        if st.status in (Status.SUSPENDED, Status.PAUSED):
+            st.attempt_failures = 0
+            self._start_attempt(st)
+        return ControlOutcome.APPENDED
+
+    def _kill(self, st: InvocationStatus) -> ControlOutcome:
+        if st.is_completed:
+            return ControlOutcome.COMPLETED
+        for child_id in self._children(st):
+            child = self._get(child_id)
+            if child is not None:
+                self._kill(child)
+        if st.status is Status.INVOKED:
+            failure = _KILLED.failure
+            assert failure is not None
+            self._effects.append(
+                AbortAttempt(st.id, st.attempt, st.target, st.deployment_id or "", failure)
+            )
+        self._complete(st, _KILLED)
+        return ControlOutcome.DONE
+
+    def _children(self, st: InvocationStatus) -> list[InvocationId]:
+        """The invocations ``st`` called and still waits for, from its journal."""
+        journal = self._journals.get(st.id)
+        if journal is None:  # a grandchild: not preloaded, and rare
+            journal = self._loader.journal(st.id, st.journal_length)
+        results: dict[int, int] = {}  # result completion id -> id notification index
+        callee_ids: dict[int, str] = {}
+        done: set[int] = set()
+        for entry in journal:
+            if entry.type == MessageType.CALL_COMMAND:
+                call = pb.CallCommandMessage.FromString(entry.body)
+                results[call.result_completion_id] = call.invocation_id_notification_idx
+            elif entry.type == MessageType.CALL_INVOCATION_ID_COMPLETION:
+                note = pb.NotificationTemplate.FromString(entry.body)
+                callee_ids[note.completion_id] = note.invocation_id
+            elif entry.type == MessageType.CALL_COMPLETION:
+                done.add(pb.NotificationTemplate.FromString(entry.body).completion_id)
+        children = []
+        for result, id_index in results.items():
+            text = callee_ids.get(id_index)
+            if result not in done and text is not None:
+                try:
+                    children.append(InvocationId.parse(text))
+                except IdError:
+                    continue  # we wrote it: cannot happen
+        return children
+
+    def _purge_completed(self, st: InvocationStatus) -> ControlOutcome:
+        if not st.is_completed:
+            return ControlOutcome.NOT_COMPLETED
+        self._purge(st.id)
+        if _is_run(st.target):
+            self._clear_workflow(st.target)
+        return ControlOutcome.DONE
+
+    def _purge_journal(self, st: InvocationStatus) -> ControlOutcome:
+        if not st.is_completed:
+            return ControlOutcome.NOT_COMPLETED
+        st.journal_length = 0
+        st.journal_retention = 0
+        self._dirty(st)
+        self._changes.journals_purged.append(st.id)
+        return ControlOutcome.DONE
+
+    def _pause(self, st: InvocationStatus) -> ControlOutcome:
+        if st.status is Status.PAUSED:
+            return ControlOutcome.ALREADY
+        if st.status not in (Status.INVOKED, Status.BACKING_OFF):
+            return ControlOutcome.NOT_RUNNING
+        if st.status is Status.INVOKED:
+            failure = Failure(500, "paused by an operator")
+            self._effects.append(
+                AbortAttempt(st.id, st.attempt, st.target, st.deployment_id or "", failure)
+            )
+        st.status = Status.PAUSED
+        st.next_retry_at = None
+        self._dirty(st)
+        return ControlOutcome.DONE
+
+    def _resume(self, st: InvocationStatus) -> ControlOutcome:
+        if st.is_completed:
+            return ControlOutcome.COMPLETED
+        if st.status in (Status.SCHEDULED, Status.INBOXED):
+            return ControlOutcome.NOT_STARTED
+        if st.status is not Status.INVOKED:
+            st.attempt_failures = 0  # a new run of attempts
+            self._start_attempt(st)
+        return ControlOutcome.DONE
+
     # --- Ingress queries
 
     def _on_attach(self, cmd: Attach) -> None:
@@ -860,6 +992,15 @@ class PartitionMachine:
         else:
             self._effects.append(Reply(cmd.reply, st.id, pending=cmd.wait, target=st.target))
 
+
+_CONTROLS = {
+    ControlAction.CANCEL: PartitionMachine._cancel,
+    ControlAction.KILL: PartitionMachine._kill,
+    ControlAction.PURGE: PartitionMachine._purge_completed,
+    ControlAction.PURGE_JOURNAL: PartitionMachine._purge_journal,
+    ControlAction.PAUSE: PartitionMachine._pause,
+    ControlAction.RESUME: PartitionMachine._resume,
+}
 
 _STATE_READS = frozenset(
     {MessageType.GET_LAZY_STATE_COMMAND, MessageType.GET_LAZY_STATE_KEYS_COMMAND}

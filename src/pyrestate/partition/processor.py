@@ -62,6 +62,7 @@ class Answer:
     target: Target | None = None
     previously: bool = False  # the request met an invocation that existed before it
     expires_at: int | None = None  # ``output`` is a stored completion kept until then
+    outcome: str | None = None  # of a Control command
 
 
 class CommandRejected(Exception):
@@ -244,11 +245,14 @@ class PartitionProcessor:
             return
         store = self.store
 
-        def load() -> tuple[dict, dict, dict]:  # type: ignore[type-arg]
+        def load() -> tuple[dict, dict, dict, dict]:  # type: ignore[type-arg]
             statuses: dict[InvocationId, InvocationStatus | None] = dict.fromkeys(needs.invocations)
             statuses.update(store.invocations(needs.invocations))
             states = {ref: store.state(*ref) for ref in needs.states}
-            return statuses, states, {key: store.promise(*key) for key in needs.promises}
+            promises = {key: store.promise(*key) for key in needs.promises}
+            # Whole journals (only of invocations being killed): no length bound known yet.
+            journals = {inv: store.journal(inv, 2**62) for inv in needs.journals}
+            return statuses, states, promises, journals
 
         try:
             loaded = await self._read(load)
@@ -334,6 +338,7 @@ class PartitionProcessor:
                 reply.target,
                 reply.previously,
                 reply.expires_at,
+                reply.outcome,
             )
         )
 

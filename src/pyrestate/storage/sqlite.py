@@ -243,6 +243,10 @@ class SqlitePartitionStore:
             _delete_invocations(db, gone)
         for service, key in c.workflows_cleared:
             _clear_workflow(db, service, key)
+        if c.journals_purged:
+            db.executemany(
+                "DELETE FROM journal WHERE id = ?", [(i.to_bytes(),) for i in c.journals_purged]
+            )
         if c.statuses:
             db.executemany(_UPSERT, [_status_row(st) for st in c.statuses.values()])
         if c.journal:

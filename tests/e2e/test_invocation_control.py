@@ -1,0 +1,141 @@
+"""Invocation control through the admin API, with official-SDK services (examples/control.py).
+
+Cancel reaches a handler stuck in a retry loop, which compensates and ends cancelled;
+cancelling or killing a caller ends the call it waits for; kill ends at once; a paused
+exclusive handler frees its key when killed; purge forgets a completed invocation. The
+answers (codes and messages) are the official server's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from harness import Deployment, Server, wait_until
+
+Http = httpx.Client
+
+
+def _lines(count_dir: Path, name: str) -> list[str]:
+    path = count_dir / name
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _send(http: Http, server: Server, path: str, body: Any) -> str:
+    resp = http.post(f"{server.ingress_url}/{path}/send", json=body)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["invocationId"]
+
+
+def _attach(http: Http, server: Server, inv: str) -> httpx.Response:
+    return http.get(f"{server.ingress_url}/restate/invocation/{inv}/attach", timeout=60)
+
+
+def _control(http: Http, server: Server, inv: str, action: str) -> httpx.Response:
+    return http.patch(f"{server.admin_url}/invocations/{inv}/{action}")
+
+
+def _failure(resp: httpx.Response) -> tuple[int, str]:
+    return resp.status_code, resp.json()["message"]
+
+
+@pytest.fixture
+def control(deployment: Callable[..., Deployment]) -> Deployment:
+    return deployment("control")
+
+
+def test_cancel_ends_a_retry_loop_with_its_compensation(
+    server: Server, http: Http, control: Deployment, count_dir: Path
+) -> None:
+    inv = _send(http, server, "Booking/book", "b1")
+    wait_until(
+        lambda: _lines(count_dir, "booking-b1.log").count("charge failed") >= 2,
+        timeout=30,
+        what="the charge failing and retried",
+    )
+    cancel = _control(http, server, inv, "cancel")
+    assert cancel.status_code == 202, cancel.text
+    assert cancel.content == b""
+    assert _failure(_attach(http, server, inv)) == (409, "cancelled")
+    log = _lines(count_dir, "booking-b1.log")
+    assert log[0] == "reserved" and log[-1] == "undone" and log.count("undone") == 1, log
+    # Completed: a second cancel is refused as the official refuses it.
+    again = _control(http, server, inv, "cancel")
+    assert again.status_code == 409
+    assert again.json() == {
+        "message": f"The invocation '{inv}' was already completed.",
+        "restate_code": None,
+    }
+
+
+@pytest.mark.parametrize(("action", "status"), [("cancel", 202), ("kill", 200)])
+def test_ending_a_caller_ends_the_call_it_waits_for(
+    server: Server, http: Http, control: Deployment, count_dir: Path, action: str, status: int
+) -> None:
+    tag = f"c-{action}"
+    parent = _send(http, server, "Parent/callChild", tag)
+    (child,) = wait_until(
+        lambda: _lines(count_dir, f"parent-{tag}.children"), timeout=30, what="child started"
+    )
+    wait_until(lambda: _lines(count_dir, f"child-{tag}.log"), timeout=30, what="child running")
+    resp = _control(http, server, parent, action)
+    assert resp.status_code == status, resp.text
+    outcome = "cancelled" if action == "cancel" else "killed"
+    assert _failure(_attach(http, server, parent)) == (409, outcome)
+    # The child, asleep for 2 minutes, ended the same way, long before.
+    assert _failure(_attach(http, server, child)) == (409, outcome)
+
+
+def test_killing_a_paused_exclusive_handler_frees_its_key(
+    server: Server, http: Http, control: Deployment
+) -> None:
+    stuck = _send(http, server, "Locker/k1/hold", True)
+    queued = _send(http, server, "Locker/k1/hold", False)
+    # Paused after 2 attempts, the first still holds the key: the second waits.
+    wait_until(
+        lambda: _control(http, server, stuck, "pause").status_code == 200,
+        timeout=30,
+        what="first invocation paused",
+    )
+    assert http.get(f"{server.ingress_url}/restate/invocation/{queued}/output").status_code == 470
+    kill = _control(http, server, stuck, "kill")
+    assert kill.status_code == 200, kill.text
+    assert _failure(_attach(http, server, stuck)) == (409, "killed")
+    done = _attach(http, server, queued)
+    assert (done.status_code, done.json()) == (200, "held"), done.text
+
+
+def test_purge_forgets_a_completed_invocation(
+    server: Server, http: Http, control: Deployment
+) -> None:
+    inv = _send(http, server, "Locker/k2/hold", False)
+    assert _attach(http, server, inv).status_code == 200
+    purge = _control(http, server, inv, "purge")
+    assert purge.status_code == 200 and purge.content == b"", purge.text
+    assert http.get(f"{server.ingress_url}/restate/invocation/{inv}/output").status_code == 404
+    gone = _control(http, server, inv, "purge")
+    assert _failure(gone) == (404, f"The requested invocation '{inv}' does not exist")
+
+
+def test_control_answers_bad_requests_as_the_official(
+    server: Server, http: Http, control: Deployment
+) -> None:
+    inv = _send(http, server, "Child/nap", "x")
+    assert _failure(_control(http, server, inv, "purge")) == (
+        409,
+        f"The invocation '{inv}' is not yet completed.",
+    )
+    bad = _control(http, server, "abc", "cancel")
+    assert _failure(bad) == (
+        400,
+        "The request field 'invocation_id' is invalid. Reason: bad format",
+    )
+    assert http.post(f"{server.admin_url}/invocations/{inv}/cancel").status_code == 405
+    bogus = http.delete(f"{server.admin_url}/invocations/{inv}", params={"mode": "bogus"})
+    assert bogus.status_code == 400 and "unknown variant `bogus`" in bogus.text
+    deleted = http.delete(f"{server.admin_url}/invocations/{inv}", params={"mode": "kill"})
+    assert deleted.status_code == 202
+    assert _failure(_attach(http, server, inv)) == (409, "killed")
