@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import restate
-from restate import WorkflowContext, WorkflowSharedContext
+from restate import TerminalError, WorkflowContext, WorkflowSharedContext
 
 from examples.durability import COUNT_DIR_ENV, _record
 
@@ -46,7 +46,12 @@ def _signup(workflow: restate.Workflow, retention: timedelta | None = None) -> N
 
         await ctx.run_typed("send mail", send_mail)
         ctx.set("status", "waiting for the email link")
-        clicked = await ctx.promise("email-link", type_hint=str).value()
+        try:
+            clicked = await ctx.promise("email-link", type_hint=str).value()
+        except TerminalError:
+            # Cancelled while waiting: the compensation marks the signup abandoned.
+            ctx.set("status", "abandoned")
+            raise
         verified = clicked == secret
         ctx.set("status", "verified" if verified else "wrong link")
         return {"user": user, "verified": verified}

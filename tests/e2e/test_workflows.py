@@ -158,6 +158,29 @@ def test_a_waiting_run_survives_sigkill_and_completes_on_click(
     assert _lines(count_dir, "created-cy.log") == ["cy@example.com"]
 
 
+def test_cancelling_a_waiting_run_runs_its_compensation_and_keeps_its_promise(
+    server: Server, http: Http, signup: Deployment, count_dir: Path
+) -> None:
+    run_id = _call(http, server, "SignupWorkflow/eve/run/send", "eve@example.com").json()[
+        "invocationId"
+    ]
+    _mail(count_dir, "eve")
+    wait_until(
+        lambda: (
+            _call(http, server, "SignupWorkflow/eve/status").json() == "waiting for the email link"
+        ),
+        timeout=30,
+        what="run waiting on the promise",
+    )
+    cancel = http.patch(f"{server.admin_url}/invocations/{run_id}/cancel")
+    assert cancel.status_code == 202, cancel.text
+    attached = _workflow(http, server, "SignupWorkflow", "eve", "attach")
+    assert (attached.status_code, attached.json()["message"]) == (409, "cancelled")
+    assert _call(http, server, "SignupWorkflow/eve/status").json() == "abandoned"
+    # The promise was never completed, and still is not.
+    assert _call(http, server, "SignupWorkflow/eve/peekLink").content == b""
+
+
 def test_a_sleeping_workflow_wakes_after_a_restart(
     server: Server, http: Http, signup: Deployment, count_dir: Path
 ) -> None:
