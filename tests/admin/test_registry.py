@@ -495,3 +495,36 @@ async def test_registry_store(tmp_path: Path) -> None:
         await store.save(r1)  # older than what is stored
     with sqlite3.connect(tmp_path / "data" / "metadata.db") as conn:
         assert conn.execute("SELECT count(*) FROM registry").fetchone() == (1,)
+
+
+def test_an_operator_modifies_a_services_settings() -> None:
+    ids = Ids()
+    handlers = [{"name": "run", "ty": "WORKFLOW"}, {"name": "get", "ty": "SHARED"}]
+    _, reg, _ = register(Registry(), "http://a:1", svc("Wf", "WORKFLOW", handlers), ids=ids)
+    _, reg, _ = register(
+        reg, "http://b:1", svc("S", handlers=[{"name": "h", "ingressPrivate": False}]), ids=ids
+    )
+    changed = reg.modify_service(
+        "Wf",
+        public=False,
+        idempotency_retention_ms=2_000,
+        workflow_completion_retention_ms=3_000,
+        journal_retention_ms=60_000,
+        inactivity_timeout_ms=5_000,
+    )
+    wf = changed.service("Wf")
+    assert changed.version == reg.version + 1 and wf.revision == reg.service("Wf").revision
+    assert not wf.public and not any(h.public for h in wf.handlers.values())
+    run = wf.handler_options("run")
+    # The journal is kept no longer than the workflow.
+    assert (run.completion_retention_s, run.journal_retention_s) == (3.0, 3.0)
+    assert wf.handler_options("get").completion_retention_s == 2.0
+    assert wf.effective_inactivity_timeout_ms == 5_000
+    # A handler's own setting stays; the other service is untouched.
+    s = changed.modify_service("S", public=False).service("S")
+    assert s.handlers["h"].public and not s.public
+    assert changed.service("S") == reg.service("S")
+    with pytest.raises(AdminError):
+        changed.modify_service("S", workflow_completion_retention_ms=1)
+    with pytest.raises(ServiceNotFound):
+        changed.modify_service("Nope", public=True)

@@ -18,6 +18,7 @@ The rules mirror the official server 1.7.12, learned by running it:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 from pyrestate.admin.errors import (
@@ -144,6 +145,57 @@ class Registry:
         )
         deployments = {**self.deployments, dep_id: deployment}
         return result, Registry(deployments.values(), self.version + 1), deployment
+
+    def modify_service(
+        self,
+        name: str,
+        *,
+        public: bool | None = None,
+        idempotency_retention_ms: int | None = None,
+        workflow_completion_retention_ms: int | None = None,
+        journal_retention_ms: int | None = None,
+        inactivity_timeout_ms: int | None = None,
+        abort_timeout_ms: int | None = None,
+    ) -> Registry:
+        """The operator's settings (``PATCH /services/{name}``) on the latest revision.
+
+        Settings left None stay as they are; a handler's own setting still wins over the
+        service's, as with the values from the manifest. Raises ServiceNotFound, or
+        AdminError for a workflow retention on a service that is not a workflow.
+        """
+        svc = self.service(name)
+        changes: dict[str, Any] = {
+            field: value
+            for field, value in (
+                ("idempotency_retention_ms", idempotency_retention_ms),
+                ("journal_retention_ms", journal_retention_ms),
+                ("inactivity_timeout_ms", inactivity_timeout_ms),
+                ("abort_timeout_ms", abort_timeout_ms),
+                ("public", public),
+            )
+            if value is not None
+        }
+        handlers = dict(svc.handlers)
+        if public is not None:
+            for h in handlers.values():
+                if h.public_override is None:
+                    handlers[h.name] = replace(h, public=public)
+        if workflow_completion_retention_ms is not None:
+            if svc.ty != "Workflow":
+                raise schema_error(
+                    400,
+                    f"Cannot set workflow_completion_retention for service '{name}': "
+                    "it is not a workflow",
+                )
+            for h in list(handlers.values()):
+                if h.ty == "Workflow":
+                    handlers[h.name] = replace(
+                        h, workflow_completion_retention_ms=workflow_completion_retention_ms
+                    )
+        changed = replace(svc, handlers=handlers, **changes)
+        dep = self.deployment(svc.deployment_id)
+        updated = replace(dep, services={**dep.services, name: changed})
+        return Registry({**self.deployments, dep.id: updated}.values(), self.version + 1)
 
     def remove_deployment(self, deployment_id: str) -> Registry:
         if deployment_id not in self.deployments:
