@@ -12,3 +12,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e ".[test]"
   touch "$stamp"
 fi
+
+# The newest restate-sdk on PyPI, in a venv of its own: scripts/test.sh runs the
+# end-to-end tests a second time with the example deployments served by it.
+SDK_LATEST=1.3.0
+latest_stamp=.venv-sdk-latest/.installed-$SDK_LATEST
+if [ ! -f "$latest_stamp" ]; then
+  "$PY" -m venv .venv-sdk-latest
+  .venv-sdk-latest/bin/python -m pip install -q "restate-sdk==$SDK_LATEST" hypercorn uvicorn
+  touch "$latest_stamp"
+fi

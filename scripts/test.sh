@@ -5,4 +5,9 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 .venv/bin/ruff check
 .venv/bin/ruff format --check
-exec .venv/bin/python -m pytest -q "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest -q "$@"
+fi
+.venv/bin/python -m pytest -q
+# The end-to-end tests again, the deployments on the newest SDK (the first run: pinned).
+PYRESTATE_E2E_SDK_PYTHON="$PWD/.venv-sdk-latest/bin/python" exec .venv/bin/python -m pytest -q tests/e2e

@@ -26,6 +26,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # Which server the suite runs against: "pyrestate" (default) or "official" (the oracle).
 TARGET_ENV = "PYRESTATE_E2E_TARGET"
 OFFICIAL_BIN_ENV = "PYRESTATE_E2E_OFFICIAL_BIN"
+# The interpreter that serves the example deployments: by default this one (the pinned
+# SDK); scripts/test.sh runs the end-to-end tests again with a venv of the newest SDK.
+SDK_PYTHON = os.environ.get("PYRESTATE_E2E_SDK_PYTHON") or sys.executable
 DEFAULT_OFFICIAL_BIN = "/tmp/oracle/node_modules/.bin/restate-server"
 # Examples find the directory for their file-based counters through this variable.
 COUNT_DIR_ENV = "PYRESTATE_E2E_COUNT_DIR"
@@ -424,7 +427,7 @@ class Deployment:
         if http1:
             # uvicorn only speaks HTTP/1.1, so the server must use request/response mode.
             argv = [
-                sys.executable,
+                SDK_PYTHON,
                 "-m",
                 "uvicorn",
                 app,
@@ -438,7 +441,7 @@ class Deployment:
             ]
         else:
             # hypercorn accepts HTTP/2 prior knowledge on cleartext: bidi streaming.
-            argv = [sys.executable, "-m", "hypercorn", app, "--bind", bind]
+            argv = [SDK_PYTHON, "-m", "hypercorn", app, "--bind", bind]
         self.process = ManagedProcess(f"deployment {app}", argv, self.log_path, env, REPO_ROOT)
 
     def start(self, timeout: float = 30.0) -> None:
