@@ -58,6 +58,8 @@ from pyrestate.admin.web import (
     read_json_body,
     text_response,
 )
+from pyrestate.core.limits import OutOfRange, duration_ms
+from pyrestate.ingress.durations import DurationError, parse_duration_ms
 
 log = logging.getLogger("pyrestate.admin")
 
@@ -127,6 +129,7 @@ class AdminApp:
         self.route("DELETE", "/deployments/{deployment}", self._delete_deployment)
         self.route("GET", "/services", self._list_services)
         self.route("GET", "/services/{service}", self._get_service)
+        self.route("PATCH", "/services/{service}", self._modify_service)
         self.route("GET", "/services/{service}/handlers", self._list_handlers)
         self.route("GET", "/services/{service}/handlers/{handler}", self._get_handler)
 
@@ -375,6 +378,15 @@ class AdminApp:
         svc = self._service_or_404(name)
         return json_response(200, render_service(svc, _protocol_of(self.holder.current, svc)))
 
+    async def _modify_service(self, req: Request) -> Response:
+        name = req.params["service"]
+        changes = read_json_body(req, parse_modify_service)
+        async with self._lock:
+            self._service_or_404(name)
+            if changes:
+                await self._commit(self.holder.current.modify_service(name, **changes))
+        return await self._get_service(req)
+
     async def _list_handlers(self, req: Request) -> Response:
         name = req.params["service"]
         registry = self.holder.current
@@ -405,6 +417,45 @@ async def overloaded(scope: Scope, receive: Receive, send: Send) -> None:
     ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body.encode()})
+
+
+# PATCH /services/{name} fields that hold durations, and the registry's names for them.
+_MODIFIABLE_DURATIONS = {
+    "idempotency_retention": "idempotency_retention_ms",
+    "workflow_completion_retention": "workflow_completion_retention_ms",
+    "journal_retention": "journal_retention_ms",
+    "inactivity_timeout": "inactivity_timeout_ms",
+    "abort_timeout": "abort_timeout_ms",
+}
+
+
+def parse_modify_service(value: Any) -> dict[str, Any]:
+    """The settings a ``PATCH /services/{name}`` body changes (absent and null: none)."""
+
+    def refuse(reason: str) -> PlainError:
+        return PlainError(
+            422, f"Failed to deserialize the JSON body into the target type: {reason}"
+        )
+
+    if not isinstance(value, dict):
+        raise refuse("invalid type: expected struct ModifyServiceRequest")
+    changes: dict[str, Any] = {}
+    public = value.get("public")
+    if public is not None:
+        if not isinstance(public, bool):
+            raise refuse(f"public: invalid type: {json.dumps(public)}, expected a boolean")
+        changes["public"] = public
+    for field, target in _MODIFIABLE_DURATIONS.items():
+        text = value.get(field)
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise refuse(f"{field}: invalid type: {json.dumps(text)}, expected a duration")
+        try:
+            changes[target] = duration_ms(field, parse_duration_ms(text))
+        except (DurationError, OutOfRange) as e:
+            raise refuse(f"{field}: {e}") from None
+    return changes
 
 
 def _protocol_of(registry: Registry, svc: ServiceSchema) -> ProtocolType | None:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from pyrestate.cli.operate import operate
 from pyrestate.config import ConfigError, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="pyrestate: durable execution")
@@ -70,6 +71,8 @@ def server(
 
 identity = typer.Typer(no_args_is_help=True, help="Request identity (signed requests)")
 app.add_typer(identity, name="identity")
+# Operator commands (services, deployments, invocations, kv, sql, status) at top level.
+app.add_typer(operate)
 
 
 @identity.command("public-key")
