@@ -16,6 +16,7 @@ from pyrestate.admin.app import overloaded as admin_overloaded
 from pyrestate.admin.discovery import discover
 from pyrestate.admin.invocations import add_invocation_routes
 from pyrestate.admin.registry_store import RegistryStore
+from pyrestate.admin.state import add_state_routes
 from pyrestate.config import Settings, split_bind
 from pyrestate.http_front import FrontLimits, start_front_door
 from pyrestate.identity import IdentityKeyError, load_signer
@@ -55,6 +56,7 @@ class Server:
             discover=functools.partial(discover, signer=self.signer),
         )
         add_invocation_routes(self.admin, self.partition)
+        add_state_routes(self.admin, self.partition, self.registry)
         self._http: list[uvicorn.Server] = []
         self._loops: list[asyncio.Task[None]] = []
 

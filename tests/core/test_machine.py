@@ -32,6 +32,7 @@ from pyrestate.core.model import (
     Output,
     Promise,
     ServiceType,
+    StateMutation,
     Status,
     Target,
     TimerKey,
@@ -56,6 +57,7 @@ class MemoryStore:
         self.statuses: dict[InvocationId, InvocationStatus] = {}
         self.kv: dict[tuple[str, str], dict[bytes, bytes]] = {}
         self.promises: dict[tuple[str, str, str], Promise] = {}
+        self.mutations: dict[int, StateMutation] = {}
         self.journal: dict[tuple[InvocationId, int], JournalEntry] = {}
         self.timers: set[TimerKey] = set()
 
@@ -101,6 +103,9 @@ class MemoryStore:
             else:
                 obj[op.name] = op.value
         self.promises.update({k: copy.deepcopy(p) for k, p in c.promises.items()})
+        self.mutations.update({m.seq: m for m in c.mutations_queued})
+        for seq in c.mutations_done:
+            self.mutations.pop(seq, None)
         for inv in c.journals_purged:
             self.journal = {k: e for k, e in self.journal.items() if k[0] != inv}
         for ref in c.workflows_cleared:

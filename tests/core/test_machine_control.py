@@ -1,4 +1,4 @@
-"""Operators' control of invocations: cancel, kill, purge, pause, resume."""
+"""Operators' control of invocations (cancel, kill, purge, pause, resume) and of state."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from pyrestate.core.commands import (
     ControlAction,
     ControlOutcome,
     Invoke,
+    MutateState,
     RetryPolicy,
 )
 from pyrestate.core.effects import AbortAttempt, Completed, Notify, Reply, StartAttempt
 from pyrestate.core.ids import InvocationId
+from pyrestate.core.machine import state_version
 from pyrestate.core.model import CallerRef, Failure, JournalEntry, Output, Status
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.frames import MessageType
@@ -104,3 +106,37 @@ def test_pause_and_resume() -> None:
     outcome, effects = _control(h, inv, ControlAction.PAUSE)
     assert [a.attempt for a in of(effects, AbortAttempt)] == [2]
     assert h.store.statuses[inv].status is Status.PAUSED
+
+
+def _set_count(h: Harness, inv: InvocationId, value: bytes) -> None:
+    msg = pb.SetStateCommandMessage(key=b"count")
+    msg.value.content = value
+    entry = JournalEntry(MessageType.SET_STATE_COMMAND, msg.SerializeToString())
+    h.step(AppendCommand(inv, 1, "dp", entry, msg))
+
+
+def test_a_state_mutation_waits_for_its_key_and_checks_its_version() -> None:
+    h = Harness()
+    ref = ("Counter", "k")
+    # A free key: applied at once, replacing the whole state.
+    h.store.kv[ref] = {b"count": b"1", b"old": b"x"}
+    h.step(MutateState("Counter", "k", ((b"count", b"5"),), reply=1))
+    assert h.store.kv[ref] == {b"count": b"5"}
+    # A busy key: it waits, in order with the invocations queued there.
+    holder = h.invoke(COUNTER_ADD)
+    h.step(MutateState("Counter", "k", ((b"count", b"9"),)))
+    queued = h.invoke(COUNTER_ADD)
+    assert h.store.kv[ref] == {b"count": b"5"} and len(h.store.mutations) == 1
+    # Memory rebuilt from storage keeps the order (as after a crash).
+    h.machine.reload(h.store.active_invocations(), h.now, list(h.store.mutations.values()))
+    _set_count(h, holder, b"6")
+    effects = h.finish(holder, 1)
+    assert h.store.kv[ref] == {b"count": b"9"} and not h.store.mutations
+    assert [s.invocation_id for s in of(effects, StartAttempt)] == [queued]
+    # Computed from a state that changed since: dropped.
+    h.finish(queued, 1)
+    stale = state_version({b"count": b"5"})
+    h.step(MutateState("Counter", "k", (), version=stale))
+    assert h.store.kv[ref] == {b"count": b"9"}
+    h.step(MutateState("Counter", "k", (), version=state_version({b"count": b"9"})))
+    assert not h.store.kv.get(ref)

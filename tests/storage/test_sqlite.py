@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from pyrestate.core.model import (
     InvocationStatus,
     JournalEntry,
     Output,
+    Promise,
     ServiceType,
+    StateMutation,
     Status,
     Target,
     TimerKey,
@@ -187,3 +190,36 @@ def test_many_invocations_are_read_in_chunks_with_what_they_have_seen(tmp_path: 
     assert set(found) == set(ids)
     assert found[ids[7]].completions_seen == {3} and found[ids[8]].completions_seen == set()
     store.close()
+
+
+def test_promises_metadata_and_waiting_mutations_read_back_after_reopening(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.db"
+    store = SqlitePartitionStore(path)
+    waiter = CallerRef(INV, 4, 1, 0x8009)
+    failed = Output(failure=Failure(418, "teapot", (("b", "2"), ("a", "1"))))
+    mutation = StateMutation(7, "Obj", "k/1", ((b"n", b"\x00\xff"),), "v1")
+    changes = Changes(
+        statuses={INV: _status(status=Status.COMPLETED, completed_at=5, output=failed)},
+        promises={
+            ("Wf", "w1", "waited"): Promise(None, (waiter,)),
+            ("Wf", "w1", "done"): Promise(Output(value=b"v")),
+            ("Wf", "w1", "failed"): Promise(failed),
+        },
+        mutations_queued=[mutation, replace(mutation, seq=8, version=None)],
+    )
+    store.commit(changes)
+    store.commit(Changes(mutations_done=[8]))
+    store.close()
+    store = SqlitePartitionStore(path)
+    assert store.promise("Wf", "w1", "waited") == Promise(None, (waiter,))
+    assert store.promise("Wf", "w1", "done") == Promise(Output(value=b"v"))
+    assert store.promise("Wf", "w1", "failed") == Promise(failed)
+    assert store.promise("Wf", "w2", "done") is None
+    st = store.invocation(INV)
+    assert st is not None and st.output == failed
+    assert store.pending_mutations() == [mutation]
+    # A workflow cleared: its promises go with its state.
+    store.commit(Changes(workflows_cleared=[("Wf", "w1")]))
+    assert store.promise("Wf", "w1", "done") is None

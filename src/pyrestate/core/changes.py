@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyrestate.core.ids import InvocationId
-from pyrestate.core.model import InvocationStatus, JournalEntry, Promise, PromiseKey, TimerKey
+from pyrestate.core.model import (
+    InvocationStatus,
+    JournalEntry,
+    Promise,
+    PromiseKey,
+    StateMutation,
+    TimerKey,
+)
 
 SEEN_COMPLETION = 0
 SEEN_SIGNAL = 1
@@ -40,6 +47,9 @@ class Changes:
     workflows_cleared: list[tuple[str, str]] = field(default_factory=list)
     # Completed invocations whose journal is dropped (their record stays).
     journals_purged: list[InvocationId] = field(default_factory=list)
+    # State mutations waiting in a busy key's inbox, and those since applied or dropped.
+    mutations_queued: list[StateMutation] = field(default_factory=list)
+    mutations_done: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -54,4 +64,6 @@ class Changes:
             or self.promises
             or self.workflows_cleared
             or self.journals_purged
+            or self.mutations_queued
+            or self.mutations_done
         )

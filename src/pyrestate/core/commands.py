@@ -167,6 +167,17 @@ class Control:
 
 
 @dataclass(frozen=True, slots=True)
+class MutateState:
+    """Replace an object's whole state (``POST /services/{name}/state``)."""
+
+    service: str
+    key: str
+    state: tuple[tuple[bytes, bytes], ...]
+    version: str | None = None
+    reply: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CallResult:
     """A callee finished: deliver its output to the caller's journal."""
 
@@ -187,4 +198,5 @@ Command = (
     | CallResult
     | Expire
     | Control
+    | MutateState
 )

@@ -18,6 +18,8 @@ turns it into an outcome with ``reject``.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -39,6 +41,7 @@ from pyrestate.core.commands import (
     DeliverNotification,
     Expire,
     Invoke,
+    MutateState,
     ProposeRunCompletion,
     Suspend,
     TimerFired,
@@ -64,6 +67,7 @@ from pyrestate.core.model import (
     Output,
     Promise,
     PromiseKey,
+    StateMutation,
     Status,
     Target,
     TimerKey,
@@ -103,7 +107,8 @@ class ObjectQueue:
     """One object key: who holds its lock, who waits for it (in arrival order)."""
 
     holder: InvocationId | None = None
-    inbox: deque[InvocationId] = field(default_factory=deque)
+    # Invocations and operators' state mutations, in arrival order.
+    inbox: deque[InvocationId | StateMutation] = field(default_factory=deque)
 
 
 _MISSING_OUTPUT = Output(failure=Failure(500, "invocation ended without an output"))
@@ -149,14 +154,24 @@ class PartitionMachine:
 
     # --- Recovery
 
-    def recover(self, active: Iterable[InvocationStatus], now: int) -> None:
+    def recover(
+        self,
+        active: Iterable[InvocationStatus],
+        now: int,
+        mutations: Iterable[StateMutation] = (),
+    ) -> None:
         """Rebuild memory from committed storage's active invocations, restart running ones."""
-        self.reload(active, now)
+        self.reload(active, now, mutations)
         for st in list(self.invocations.values()):
             if st.status is Status.INVOKED:
                 self._start_attempt(st)
 
-    def reload(self, active: Iterable[InvocationStatus], now: int) -> None:
+    def reload(
+        self,
+        active: Iterable[InvocationStatus],
+        now: int,
+        mutations: Iterable[StateMutation] = (),
+    ) -> None:
         """Forget everything not committed; memory as committed storage has it.
 
         Running attempts are left alone: the invoker runs exactly the committed ones.
@@ -184,8 +199,13 @@ class PartitionMachine:
                 self._object(st.target).holder = st.id
             if st.inbox_seq is not None:
                 self._next_inbox_seq = max(self._next_inbox_seq, st.inbox_seq + 1)
-        for st in sorted(inboxed, key=lambda s: s.inbox_seq or 0):
-            self._object(st.target).inbox.append(st.id)
+        waiting: list[tuple[int, tuple[str, str], InvocationId | StateMutation]] = [
+            (st.inbox_seq or 0, (st.target.service, st.target.key or ""), st.id) for st in inboxed
+        ]
+        waiting.extend((m.seq, (m.service, m.key), m) for m in mutations)
+        for seq, ref, entry in sorted(waiting, key=lambda w: w[0]):
+            self._next_inbox_seq = max(self._next_inbox_seq, seq + 1)
+            self._queue(ref).inbox.append(entry)
         self._touched.clear()
 
     # --- Driving
@@ -217,6 +237,8 @@ class PartitionMachine:
                 self._on_expire(command)
             case Control():
                 self._on_control(command)
+            case MutateState():
+                self._on_mutate_state(command)
             case _:
                 raise TypeError(f"unknown command {command!r}")
 
@@ -231,6 +253,9 @@ class PartitionMachine:
                         ids.add(cmd.invocation_id)
                 case Attach():
                     ids.add(cmd.invocation_id)
+                case MutateState():
+                    if (cmd.service, cmd.key) not in self._state:
+                        needs.states.add((cmd.service, cmd.key))
                 case Control():
                     ids.add(cmd.invocation_id)
                     if cmd.action is ControlAction.KILL:
@@ -352,6 +377,9 @@ class PartitionMachine:
     def _object(self, target: Target) -> ObjectQueue:
         ref = target.object_ref
         assert ref is not None
+        return self._queue(ref)
+
+    def _queue(self, ref: tuple[str, str]) -> ObjectQueue:
         self._touched.add(ref)
         q = self.objects.get(ref)
         if q is None:
@@ -618,8 +646,10 @@ class PartitionMachine:
 
     def _write_state(self, target: Target, name: bytes | None, value: bytes | None) -> None:
         ref = target.object_ref
-        if ref is None:
-            return  # the invoker refuses state commands of unkeyed services
+        if ref is not None:  # the invoker refuses state commands of unkeyed services
+            self._write_ref(ref, name, value)
+
+    def _write_ref(self, ref: tuple[str, str], name: bytes | None, value: bytes | None) -> None:
         op = StateOp(ref[0], ref[1], name, value)
         self._changes.state.append(op)
         cached = self._state.get(ref)
@@ -635,8 +665,9 @@ class PartitionMachine:
 
     def _read_state(self, target: Target) -> dict[bytes, bytes]:
         ref = target.object_ref
-        if ref is None:
-            return {}
+        return {} if ref is None else self._read_ref(ref)
+
+    def _read_ref(self, ref: tuple[str, str]) -> dict[bytes, bytes]:
         cached = self._state.get(ref)
         if cached is None:
             cached = dict(self._loader.state(*ref))
@@ -820,7 +851,12 @@ class PartitionMachine:
         q = self._object(target)
         q.holder = None
         while q.inbox:
-            nxt = self.invocations.get(q.inbox.popleft())
+            entry = q.inbox.popleft()
+            if isinstance(entry, StateMutation):
+                self._mutate(entry)
+                self._changes.mutations_done.append(entry.seq)
+                continue
+            nxt = self.invocations.get(entry)
             if nxt is not None and nxt.status is Status.INBOXED:
                 q.holder = nxt.id
                 self._start_attempt(nxt)
@@ -873,6 +909,30 @@ class PartitionMachine:
             st = self.invocations.get(inv_id)
             if st is None:  # completed and committed: storage deletes it if still so
                 self._changes.expired.append(inv_id)
+
+    # --- Operators: state mutations
+
+    def _on_mutate_state(self, cmd: MutateState) -> None:
+        ref = (cmd.service, cmd.key)
+        mutation = StateMutation(self._next_inbox_seq, cmd.service, cmd.key, cmd.state, cmd.version)
+        q = self.objects.get(ref)
+        if q is not None and (q.holder is not None or q.inbox):
+            # The key is busy: the mutation waits its turn, like an exclusive handler.
+            self._next_inbox_seq += 1
+            self._queue(ref).inbox.append(mutation)
+            self._changes.mutations_queued.append(mutation)
+        else:
+            self._mutate(mutation)
+        if cmd.reply is not None:
+            self._effects.append(Reply(cmd.reply, None))
+
+    def _mutate(self, m: StateMutation) -> None:
+        ref = (m.service, m.key)
+        if m.version is not None and m.version != state_version(self._read_ref(ref)):
+            return  # computed from a state that has changed since: dropped
+        self._write_ref(ref, None, None)
+        for name, value in m.state:
+            self._write_ref(ref, name, value)
 
     # --- Operators: cancel, kill, purge, pause, resume
 
@@ -991,6 +1051,14 @@ class PartitionMachine:
             self._effects.append(self._stored_reply(cmd.reply, st))
         else:
             self._effects.append(Reply(cmd.reply, st.id, pending=cmd.wait, target=st.target))
+
+
+def state_version(state: Mapping[bytes, bytes]) -> str:
+    """The official opaque version of an object's state (sha256 of its sorted entries)."""
+    digest = hashlib.sha256()
+    for i, (name, value) in enumerate(sorted(state.items())):
+        digest.update(i.to_bytes(8, "big") + b"\x01" + name + b"\x02" + value + b"\x03")
+    return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
 
 _CONTROLS = {

@@ -134,6 +134,21 @@ class InvocationStatus:
         return self.status is Status.COMPLETED
 
 
+@dataclass(frozen=True, slots=True)
+class StateMutation:
+    """An operator replaces an object's state (admin API); applied when its key is free.
+
+    ``version``: the state it was computed from (see ``state_version``); if the state has
+    changed since, the mutation is dropped, as the official server does.
+    """
+
+    seq: int  # its place in the key's inbox, shared with inboxed invocations
+    service: str
+    key: str
+    state: tuple[tuple[bytes, bytes], ...]
+    version: str | None = None
+
+
 PromiseKey = tuple[str, str, str]  # workflow name, workflow key, promise name
 
 

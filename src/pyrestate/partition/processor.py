@@ -20,7 +20,7 @@ from pyrestate.core.commands import Command, Expire, TimerFired
 from pyrestate.core.effects import Completed, Effect, Reply, ScheduleTimer
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.machine import PartitionMachine
-from pyrestate.core.model import InvocationStatus, Output, Target, TimerKey
+from pyrestate.core.model import InvocationStatus, Output, StateMutation, Target, TimerKey
 from pyrestate.storage.sqlite import SqlitePartitionStore
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ class PartitionProcessor:
     async def start(self) -> None:
         """Load what was committed, restart interrupted attempts, start the writer loop."""
         now = self._clock()
-        self.machine.recover(self.store.active_invocations(), now)
+        active, mutations = self._committed_queues()
+        self.machine.recover(active, now, mutations)
         await self._advance_timer_window(now)
         # Restarted attempts are effects like any other; nothing new to commit for them
         # except their attempt numbers, so run them through a normal commit.
@@ -222,10 +223,14 @@ class PartitionProcessor:
                 break
             self.machine.take_changes()
             self.machine.take_effects()
-            active = await self._read(self.store.active_invocations)
-            self.machine.reload(active, now)
+            active, mutations = await self._read(self._committed_queues)
+            self.machine.reload(active, now, mutations)
         for i, error in rejected.items():
             self._reject(batch[i], error)
+
+    def _committed_queues(self) -> tuple[list[InvocationStatus], list[StateMutation]]:
+        """What memory rebuilds from: active invocations and waiting state mutations."""
+        return self.store.active_invocations(), self.store.pending_mutations()
 
     def _reject(self, command: Command, error: Exception) -> None:
         if isinstance(command, TimerFired):

@@ -112,6 +112,18 @@ CREATE TABLE promise (
 """
 
 
+# Version 4: operators' state mutations waiting for a busy object key.
+_V3_TO_V4 = """
+CREATE TABLE state_mutation (
+    seq INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version TEXT,
+    state TEXT NOT NULL
+);
+"""
+
+
 def _seen_to_rows(db: sqlite3.Connection) -> None:
     """Version 1 kept seen ids as JSON in the invocation row; move them to their table."""
     rows = db.execute("SELECT id, seen FROM invocation WHERE status != 'completed'").fetchall()
@@ -140,8 +152,16 @@ def _migrate_2_to_3(db: sqlite3.Connection) -> None:
     _run(db, _V2_TO_V3)
 
 
+def _migrate_3_to_4(db: sqlite3.Connection) -> None:
+    _run(db, _V3_TO_V4)
+
+
 # _STEPS[n] takes a database from version n + 1 to n + 2.
-_STEPS: list[Callable[[sqlite3.Connection], None]] = [_migrate_1_to_2, _migrate_2_to_3]
+_STEPS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_1_to_2,
+    _migrate_2_to_3,
+    _migrate_3_to_4,
+]
 LATEST = len(_STEPS) + 1
 
 

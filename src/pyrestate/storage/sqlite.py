@@ -24,6 +24,7 @@ from pyrestate.core.model import (
     Output,
     Promise,
     ServiceType,
+    StateMutation,
     Status,
     Target,
     TimerKey,
@@ -243,6 +244,25 @@ class SqlitePartitionStore:
             _delete_invocations(db, gone)
         for service, key in c.workflows_cleared:
             _clear_workflow(db, service, key)
+        if c.mutations_queued:
+            db.executemany(
+                "INSERT INTO state_mutation (seq, service, key, version, state) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        m.seq,
+                        m.service,
+                        m.key,
+                        m.version,
+                        json.dumps([[k.hex(), v.hex()] for k, v in m.state]),
+                    )
+                    for m in c.mutations_queued
+                ],
+            )
+        if c.mutations_done:
+            db.executemany(
+                "DELETE FROM state_mutation WHERE seq = ?", [(seq,) for seq in c.mutations_done]
+            )
         if c.journals_purged:
             db.executemany(
                 "DELETE FROM journal WHERE id = ?", [(i.to_bytes(),) for i in c.journals_purged]
@@ -373,6 +393,22 @@ class SqlitePartitionStore:
             (invocation_id.to_bytes(), length),
         )
         return [JournalEntry(t, bytes(b)) for t, b in rows]
+
+    def pending_mutations(self) -> list[StateMutation]:
+        """Operators' state mutations still waiting for their object key, in order."""
+        rows = self._reader.execute(
+            "SELECT seq, service, key, version, state FROM state_mutation ORDER BY seq"
+        )
+        return [
+            StateMutation(
+                seq,
+                service,
+                key,
+                tuple((bytes.fromhex(k), bytes.fromhex(v)) for k, v in json.loads(state)),
+                version,
+            )
+            for seq, service, key, version, state in rows
+        ]
 
     def active_invocations(self) -> list[InvocationStatus]:
         """What must be in memory after a start: not completed, not merely scheduled."""
