@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl
 
 from pyrestate import __version__
 from pyrestate.admin import discovery as discovery_mod
+from pyrestate.admin import service_openapi
 from pyrestate.admin.errors import AdminError, DeploymentNotFound, ServiceNotFound
 from pyrestate.admin.ids import deployment_id_error, new_deployment_id
 from pyrestate.admin.model import Deployment, DiscoveredEndpoint, ProtocolType, ServiceSchema
@@ -132,6 +133,7 @@ class AdminApp:
         self.route("PATCH", "/services/{service}", self._modify_service)
         self.route("GET", "/services/{service}/handlers", self._list_handlers)
         self.route("GET", "/services/{service}/handlers/{handler}", self._get_handler)
+        self.route("GET", "/services/{service}/openapi", self._service_openapi)
 
     # --- extension point
 
@@ -386,6 +388,11 @@ class AdminApp:
             if changes:
                 await self._commit(self.holder.current.modify_service(name, **changes))
         return await self._get_service(req)
+
+    async def _service_openapi(self, req: Request) -> Response:
+        svc = self._service_or_404(req.params["service"])
+        body = service_openapi.openapi_body(svc, self._ingress_url)
+        return Response(200, body, [("content-type", "application/json")])
 
     async def _list_handlers(self, req: Request) -> Response:
         name = req.params["service"]
