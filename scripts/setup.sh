@@ -22,3 +22,12 @@ if [ ! -f "$latest_stamp" ]; then
   .venv-sdk-latest/bin/python -m pip install -q "restate-sdk==$SDK_LATEST" hypercorn uvicorn
   touch "$latest_stamp"
 fi
+
+# The official `restate` CLI, which the tests drive against pyrestate (from npm; a test
+# tool only, never a dependency of pyrestate).
+CLI_VERSION=1.7.12
+cli_stamp=.tools/.restate-cli-$CLI_VERSION
+if [ ! -f "$cli_stamp" ]; then
+  npm install --prefix .tools --no-audit --no-fund --silent "@restatedev/restate@$CLI_VERSION"
+  touch "$cli_stamp"
+fi

@@ -24,6 +24,8 @@ from pyrestate.ingress.app import IngressApp
 from pyrestate.ingress.app import overloaded as ingress_overloaded
 from pyrestate.invoker.service import Invoker
 from pyrestate.partition.processor import PartitionProcessor
+from pyrestate.query.routes import add_query_routes, registry_snapshot
+from pyrestate.query.service import QueryService
 from pyrestate.schemas import RegistryHolder, SchemaView
 from pyrestate.storage.sqlite import SqlitePartitionStore
 
@@ -56,6 +58,13 @@ class Server:
             discover=functools.partial(discover, signer=self.signer),
         )
         add_invocation_routes(self.admin, self.partition)
+        # Every partition's store; one today.
+        self.query = QueryService(
+            [self.store.path],
+            lambda: registry_snapshot(self.registry.current, __version__),
+            restate_version=__version__,
+        )
+        add_query_routes(self.admin, self.query)
         add_state_routes(self.admin, self.partition, self.registry)
         self._http: list[uvicorn.Server] = []
         self._loops: list[asyncio.Task[None]] = []
@@ -66,6 +75,7 @@ class Server:
 
     async def start(self) -> None:
         await self.partition.start()
+        await self.query.warm_up()
         ingress_limits = FrontLimits(
             max_in_flight=self.settings.ingress_max_in_flight,
             header_timeout_s=self.settings.ingress_header_timeout_s,
@@ -95,6 +105,7 @@ class Server:
             with suppress(Exception):
                 await server.shutdown()
         await self.invoker.aclose()
+        await self.query.aclose()
         await self.partition.stop()
         self.store.close()
 

@@ -170,6 +170,21 @@ def test_misbehaving_deployment_is_retried_and_server_survives(
 
     # Each bad answer fails the attempt and the server tries again.
     wait_until(lambda: fake.bad_attempts >= 3, timeout=30, what="3 failed attempts")
+    # The recorded failure says what was wrong (an unknown command: which one).
+    query = f"SELECT last_failure FROM sys_invocation WHERE id = '{inv}'"
+
+    def failure() -> str | None:
+        resp = http.post(
+            f"{server.admin_url}/query",
+            json={"query": query},
+            headers={"accept": "application/json"},
+        )
+        assert resp.status_code == 200, resp.text
+        return next((r.get("last_failure") for r in resp.json()["rows"]), None)
+
+    recorded = wait_until(failure, timeout=30, what="the failure recorded")
+    if mode == "unknown-command":
+        assert "0x7a7a" in recorded, recorded
 
     # Meanwhile the server still serves everything else, even on the same deployment.
     assert http.get(f"{server.admin_url}/health").status_code == 200

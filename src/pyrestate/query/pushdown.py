@@ -1,0 +1,228 @@
+"""What a query reads from each table: columns, simple predicates and a row limit.
+
+The query is planned against empty tables with the official schemas; the optimized
+logical plan then tells, for every scan of a table, which columns it reads, which filter
+sits directly on top of it and whether a LIMIT reached it. Only conjunctions of simple
+comparisons between a column and literals are kept: they narrow what storage returns,
+and DataFusion applies the whole query again to those rows, so a predicate left out
+only costs reading more rows, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from datafusion import Expr, LogicalPlan
+
+_OPS = {"=", "!=", "<", "<=", ">", ">="}
+_FLIP = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+@dataclass(frozen=True, slots=True)
+class Atom:
+    """``column op value`` (op in =, !=, <, <=, >, >=) or ``column [NOT] IN values``."""
+
+    column: str
+    op: str  # also "in", "not in"
+    values: tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class Scan:
+    columns: list[str]
+    atoms: list[Atom]
+    limit: int | None
+    # A LIMIT right above the filter on this scan: it holds for storage too if every
+    # predicate of the filter is translated exactly.
+    limit_if_exact: int | None = None
+
+
+@dataclass(slots=True)
+class TableRead:
+    """Every scan of one table merged: the union of what they need."""
+
+    columns: set[str] = field(default_factory=set)
+    # A disjunction of conjunctions; one empty conjunction means every row.
+    alternatives: list[list[Atom]] = field(default_factory=list)
+    limit: int | None = None
+    limit_if_exact: int | None = None
+
+
+class PlanTooDeep(ValueError):
+    pass
+
+
+MAX_DEPTH = 500  # plan and expression nesting beyond this is refused, not recursed into
+
+
+def table_reads(plan: LogicalPlan, known: set[str]) -> dict[str, TableRead]:
+    """The reads of the tables in ``known`` that ``plan`` scans."""
+    scans: dict[str, list[Scan]] = {}
+    _walk(plan, None, None, known, scans, 0)
+    reads: dict[str, TableRead] = {}
+    for name, found in scans.items():
+        read = TableRead()
+        for s in found:
+            read.columns.update(s.columns)
+            read.alternatives.append(s.atoms)
+        if len(found) == 1:
+            read.limit_if_exact = found[0].limit_if_exact
+            if not found[0].atoms:
+                read.limit = found[0].limit
+        if any(not alt for alt in read.alternatives):
+            read.alternatives = [[]]
+        reads[name] = read
+    return reads
+
+
+def _table_of(scan: Any, known: set[str]) -> str | None:
+    catalog, schema, table = scan.fqn()
+    if catalog not in (None, "restate") or schema not in (None, "public"):
+        return None
+    return table if table in known else None
+
+
+def _walk(
+    plan: LogicalPlan,
+    parent_filter: Expr | None,
+    limit_above: int | None,
+    known: set[str],
+    scans: dict[str, list[Scan]],
+    depth: int,
+) -> None:
+    if depth > MAX_DEPTH:
+        raise PlanTooDeep("the query is nested too deeply")
+    node = plan.to_variant()
+    kind = type(node).__name__
+    if kind == "TableScan":
+        name = _table_of(node, known)
+        if name is not None:
+            atoms: list[Atom] = []
+            for e in [*node.filters(), *([parent_filter] if parent_filter is not None else [])]:
+                atoms.extend(_atoms(e))
+            columns = [c for _, c in node.projection()]
+            exact = limit_above if parent_filter is not None else None
+            scans.setdefault(name, []).append(Scan(columns, atoms, node.fetch(), exact))
+        return
+    predicate = node.predicate() if kind == "Filter" else None
+    # A limit passes down through row-preserving nodes to a filter right above a scan.
+    limit: int | None = None
+    if kind == "Limit" and node.fetch() is not None:
+        limit = _limit_value(node)
+    elif kind in ("Projection", "SubqueryAlias", "Filter"):
+        limit = limit_above
+    for child in plan.inputs():
+        # A filter counts only for the scan right below it (not across a limit, a join...).
+        below_scan = type(child.to_variant()).__name__ == "TableScan"
+        below = predicate if below_scan else None
+        passed = limit if kind != "Filter" or below_scan else None
+        _walk(child, below, passed, known, scans, depth + 1)
+
+
+def _limit_value(node: Any) -> int | None:
+    try:
+        fetch = node.fetch().python_value()
+        skip = node.skip().python_value() if node.skip() is not None else 0
+        if isinstance(fetch, pa.Scalar):
+            fetch = fetch.as_py()
+        if isinstance(skip, pa.Scalar):
+            skip = skip.as_py()
+        return int(fetch) + int(skip or 0)
+    except Exception:  # a limit that is not a plain number: not passed down
+        return None
+
+
+def _conjuncts(e: Expr, depth: int = 0) -> list[Expr]:
+    if depth > MAX_DEPTH:
+        raise PlanTooDeep("the query is nested too deeply")
+    v = e.to_variant()
+    if type(v).__name__ == "BinaryExpr" and v.op().upper() == "AND":
+        return _conjuncts(v.left(), depth + 1) + _conjuncts(v.right(), depth + 1)
+    return [e]
+
+
+def _atoms(e: Expr) -> list[Atom]:
+    out = []
+    for c in _conjuncts(e):
+        atom = _atom(c)
+        if atom is not None:
+            out.append(atom)
+    return out
+
+
+def _column(e: Expr) -> str | None:
+    v = e.to_variant()
+    return v.name() if type(v).__name__ == "Column" else None
+
+
+def _literal(e: Expr) -> tuple[bool, Any]:
+    v = e.to_variant()
+    if type(v).__name__ != "Literal":
+        return False, None
+    try:
+        value = e.python_value()
+        if isinstance(value, pa.Scalar):
+            value = value.as_py()
+    except Exception:  # values Python cannot hold (e.g. out-of-range timestamps)
+        return False, None
+    return value is not None, value
+
+
+def _atom(e: Expr) -> Atom | None:
+    try:
+        v = e.to_variant()
+    except Exception:  # variants the bindings cannot show (e.g. scalar functions)
+        return None
+    kind = type(v).__name__
+    if kind == "BinaryExpr":
+        op = v.op().upper()
+        if op == "OR":
+            return _or_of_equalities(e)
+        if op not in _OPS:
+            return None
+        left, right = v.left(), v.right()
+        col, (ok, value) = _column(left), _literal(right)
+        if col is None:
+            col, (ok, value) = _column(right), _literal(left)
+            op = _FLIP[op]
+        if col is None or not ok:
+            return None
+        return Atom(col, op, (value,))
+    if kind == "InList":
+        col = _column(v.expr())
+        values = [_literal(x) for x in v.list()]
+        if col is None or not values or not all(ok for ok, _ in values):
+            return None
+        return Atom(col, "not in" if v.negated() else "in", tuple(x for _, x in values))
+    return None
+
+
+def _or_of_equalities(e: Expr) -> Atom | None:
+    """``c = a OR c = b OR ...`` (how the optimizer writes a short IN list) as ``c IN``."""
+    column: str | None = None
+    values: list[Any] = []
+    stack = [e]
+    while stack:
+        if len(stack) + len(values) > 10_000:
+            return None
+        item = stack.pop()
+        try:
+            v = item.to_variant()
+        except Exception:
+            return None
+        if type(v).__name__ != "BinaryExpr":
+            return None
+        op = v.op().upper()
+        if op == "OR":
+            stack.extend((v.left(), v.right()))
+            continue
+        atom = _atom(item)
+        if atom is None or atom.op not in ("=", "in"):
+            return None
+        if column is not None and atom.column != column:
+            return None
+        column = atom.column
+        values.extend(atom.values)
+    return Atom(column, "in", tuple(values)) if column is not None else None
