@@ -31,3 +31,8 @@ if [ ! -f "$cli_stamp" ]; then
   npm install --prefix .tools --no-audit --no-fund --silent "@restatedev/restate@$CLI_VERSION"
   touch "$cli_stamp"
 fi
+
+# psql, which the end-to-end tests run against the PostgreSQL protocol (Debian's client).
+if ! command -v psql >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq postgresql-client
+fi

@@ -72,3 +72,16 @@ def test_ingress_limits_come_from_toml_and_env(tmp_path: Path) -> None:
 def test_ingress_limits_out_of_range_are_config_errors(value: str) -> None:
     with pytest.raises(ConfigError, match="ingress_max_in_flight"):
         load_settings({}, env={"PYRESTATE_INGRESS_MAX_IN_FLIGHT": value})
+
+
+def test_pgsql_bind_has_the_official_default_port_and_names(tmp_path: Path) -> None:
+    assert load_settings({}, env={}).pgsql_bind == "127.0.0.1:9071"
+    official = {"RESTATE_ADMIN__QUERY_ENGINE__PGSQL_BIND_ADDRESS": "0.0.0.0:19071"}
+    assert load_settings({}, env=official).pgsql_bind == "0.0.0.0:19071"
+    own = {**official, "PYRESTATE_PGSQL_BIND": "127.0.0.1:29071"}
+    assert load_settings({}, env=own).pgsql_bind == "127.0.0.1:29071"
+    assert load_settings({"pgsql_bind": "127.0.0.1:1"}, env=own).pgsql_bind == "127.0.0.1:1"
+    toml = _toml(tmp_path, '[admin.query-engine]\npgsql-bind-address = "127.0.0.1:3"\n')
+    assert load_settings({}, env={}, config_file=toml).pgsql_bind == "127.0.0.1:3"
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        load_settings({}, env={"PYRESTATE_PGSQL_BIND": "9071"})

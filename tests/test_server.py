@@ -27,9 +27,12 @@ def _free_port() -> int:
 async def test_a_failed_writer_is_logged_with_its_cause_and_ends_serve_non_zero(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ingress, admin = _free_port(), _free_port()
+    ingress, admin, pgsql = _free_port(), _free_port(), _free_port()
     settings = Settings(
-        ingress_bind=f"127.0.0.1:{ingress}", admin_bind=f"127.0.0.1:{admin}", data_dir=tmp_path
+        ingress_bind=f"127.0.0.1:{ingress}",
+        admin_bind=f"127.0.0.1:{admin}",
+        pgsql_bind=f"127.0.0.1:{pgsql}",
+        data_dir=tmp_path,
     )
     created: list[server_module.Server] = []
 

@@ -2,9 +2,10 @@
 
 The official server's names work too, so scripts written for it keep working:
 ``RESTATE_INGRESS__BIND_ADDRESS``, ``RESTATE_ADMIN__BIND_ADDRESS``, ``RESTATE_BASE_DIR``,
-``RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE``, ``--base-dir``, and the TOML keys
-``ingress.bind-address``, ``admin.bind-address``, ``base-dir``,
-``worker.invoker.request-identity-private-key-pem-file``.
+``RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE``,
+``RESTATE_ADMIN__QUERY_ENGINE__PGSQL_BIND_ADDRESS``, ``--base-dir``, and the TOML keys
+``ingress.bind-address``, ``admin.bind-address``, ``admin.query-engine.pgsql-bind-address``,
+``base-dir``, ``worker.invoker.request-identity-private-key-pem-file``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class ConfigError(ValueError):
 class Settings:
     ingress_bind: str = "127.0.0.1:8080"
     admin_bind: str = "127.0.0.1:9070"
+    # The PostgreSQL protocol over the SQL tables; loopback by default: it has no auth.
+    pgsql_bind: str = "127.0.0.1:9071"
     data_dir: Path = Path("pyrestate-data")
     # FULL: fsync every commit (group commit amortises it); NORMAL: fsync at checkpoints.
     sqlite_synchronous: str = "FULL"
@@ -47,6 +50,11 @@ _SOURCES: dict[str, tuple[str, str | None, tuple[tuple[str, ...], ...]]] = {
         "PYRESTATE_ADMIN_BIND",
         "RESTATE_ADMIN__BIND_ADDRESS",
         (("admin", "bind"), ("admin", "bind-address")),
+    ),
+    "pgsql_bind": (
+        "PYRESTATE_PGSQL_BIND",
+        "RESTATE_ADMIN__QUERY_ENGINE__PGSQL_BIND_ADDRESS",
+        (("pgsql", "bind"), ("admin", "query-engine", "pgsql-bind-address")),
     ),
     "data_dir": ("PYRESTATE_DATA_DIR", "RESTATE_BASE_DIR", (("data-dir",), ("base-dir",))),
     "sqlite_synchronous": ("PYRESTATE_SQLITE_SYNCHRONOUS", None, (("sqlite", "synchronous"),)),

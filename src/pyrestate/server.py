@@ -24,6 +24,7 @@ from pyrestate.ingress.app import IngressApp
 from pyrestate.ingress.app import overloaded as ingress_overloaded
 from pyrestate.invoker.service import Invoker
 from pyrestate.partition.processor import PartitionProcessor
+from pyrestate.query.pg import PgServer
 from pyrestate.query.routes import add_query_routes, registry_snapshot
 from pyrestate.query.service import QueryService
 from pyrestate.schemas import RegistryHolder, SchemaView
@@ -32,6 +33,8 @@ from pyrestate.storage.sqlite import SqlitePartitionStore
 log = logging.getLogger("pyrestate")
 
 SHUTDOWN_TIMEOUT_S = 10.0
+# What psql and drivers are told; they pick their SQL dialect from it.
+_PG_VERSION = f"16.0 (pyrestate {__version__})"
 
 
 class Server:
@@ -65,6 +68,9 @@ class Server:
             restate_version=__version__,
         )
         add_query_routes(self.admin, self.query)
+        self.pgsql = PgServer(
+            lambda sql: self.query.query(sql, as_json=False), server_version=_PG_VERSION
+        )
         add_state_routes(self.admin, self.partition, self.registry)
         self._http: list[uvicorn.Server] = []
         self._loops: list[asyncio.Task[None]] = []
@@ -88,11 +94,14 @@ class Server:
             self._http.append(server)
             # The main loop refreshes the Date header and notices should_exit.
             self._loops.append(asyncio.create_task(server.main_loop()))
+        await self.pgsql.start(self.settings.pgsql_bind)
         log.info(
-            "pyrestate %s: ingress on %s, admin on %s, data in %s (sqlite synchronous=%s)",
+            "pyrestate %s: ingress on %s, admin on %s, psql on %s, data in %s "
+            "(sqlite synchronous=%s)",
             __version__,
             self.settings.ingress_bind,
             self.settings.admin_bind,
+            self.settings.pgsql_bind,
             self.settings.data_dir,
             self.store.synchronous,
         )
@@ -104,6 +113,7 @@ class Server:
         for server in self._http:
             with suppress(Exception):
                 await server.shutdown()
+        await self.pgsql.aclose()
         await self.invoker.aclose()
         await self.query.aclose()
         await self.partition.stop()

@@ -306,9 +306,10 @@ class Server:
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.log_path = workdir / "server.log"
-        ingress, admin, node = free_ports(3)
+        ingress, admin, node, pgsql = free_ports(4)
         self.ingress_port = ingress
         self.admin_port = admin
+        self.pgsql_port = pgsql  # PostgreSQL protocol (psql)
         self.ingress_url = f"http://127.0.0.1:{ingress}"
         self.admin_url = f"http://127.0.0.1:{admin}"
         env = dict(os.environ)
@@ -324,6 +325,8 @@ class Server:
                     "--data-dir",
                     str(self.data_dir),
                 ]
+            # Always on a free port: the default one would clash between test servers.
+            argv += ["--pgsql-bind", f"127.0.0.1:{pgsql}"]
         else:
             assert official_bin, "official server binary not found"
             env.update(
@@ -331,6 +334,8 @@ class Server:
                 RESTATE_ADMIN__BIND_ADDRESS=f"127.0.0.1:{admin}",
                 RESTATE_BIND_ADDRESS=f"127.0.0.1:{node}",
                 RESTATE_ADVERTISED_ADDRESS=f"http://127.0.0.1:{node}",
+                # Older versions served psql there; 1.7.12 has no PostgreSQL endpoint.
+                RESTATE_ADMIN__QUERY_ENGINE__PGSQL_BIND_ADDRESS=f"127.0.0.1:{pgsql}",
                 # No telemetry or release checks from test runs.
                 DO_NOT_TRACK="1",
                 RESTATE_DISABLE_TELEMETRY="true",

@@ -28,6 +28,10 @@ def server(
     admin_bind: Annotated[
         str | None, typer.Option(help="Admin HOST:PORT [default: 127.0.0.1:9070]")
     ] = None,
+    pgsql_bind: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL protocol (psql) HOST:PORT [default: 127.0.0.1:9071]"),
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Where data lives [default: ./pyrestate-data]")
     ] = None,
@@ -53,6 +57,7 @@ def server(
             {
                 "ingress_bind": ingress_bind,
                 "admin_bind": admin_bind,
+                "pgsql_bind": pgsql_bind,
                 "data_dir": data_dir or base_dir,
                 "request_identity_private_key_pem_file": request_identity_private_key_pem_file,
             },
