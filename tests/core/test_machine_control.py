@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from test_machine import COUNTER_ADD, GREET, Harness, of
+from test_machine_workflows import RUN
 
 from pyrestate.core.commands import (
     AppendCommand,
@@ -12,6 +13,7 @@ from pyrestate.core.commands import (
     ControlOutcome,
     Invoke,
     MutateState,
+    RestartAsNew,
     RetryPolicy,
 )
 from pyrestate.core.effects import AbortAttempt, Completed, Notify, Reply, StartAttempt
@@ -140,3 +142,34 @@ def test_a_state_mutation_waits_for_its_key_and_checks_its_version() -> None:
     assert h.store.kv[ref] == {b"count": b"9"}
     h.step(MutateState("Counter", "k", (), version=state_version({b"count": b"9"})))
     assert not h.store.kv.get(ref)
+
+
+def test_restart_as_new_runs_a_completed_invocation_again_from_its_input() -> None:
+    h = Harness()
+    inv = h.invoke(GREET)
+    uuid = bytes(range(16))
+
+    def restart(target: InvocationId) -> Reply:
+        (reply,) = of(h.step(RestartAsNew(target, uuid, reply=5)), Reply)
+        return reply
+
+    assert restart(inv).outcome == ControlOutcome.STILL_RUNNING
+    h.finish(inv, 1)
+    reply = restart(inv)
+    assert reply.outcome == ControlOutcome.DONE and reply.invocation_id is not None
+    new = reply.invocation_id
+    assert (new.partition_key, new.uuid) == (inv.partition_key, uuid)
+    started = h.store.statuses[new]
+    assert started.status is Status.INVOKED and started.target == GREET
+    assert h.store.journal[(new, 0)] == h.store.journal[(inv, 0)]  # the same input
+    assert restart(h.new_id()).outcome == ControlOutcome.NOT_FOUND
+    h.step(Control(inv, ControlAction.PURGE_JOURNAL))
+    assert restart(inv).outcome == ControlOutcome.MISSING_INPUT
+
+
+def test_a_workflow_is_not_restarted() -> None:
+    h = Harness()
+    run = h.invoke(RUN)
+    h.finish(run, 1)
+    (reply,) = of(h.step(RestartAsNew(run, bytes(16), reply=5)), Reply)
+    assert reply.outcome == ControlOutcome.UNSUPPORTED

@@ -139,3 +139,21 @@ def test_control_answers_bad_requests_as_the_official(
     deleted = http.delete(f"{server.admin_url}/invocations/{inv}", params={"mode": "kill"})
     assert deleted.status_code == 202
     assert _failure(_attach(http, server, inv)) == (409, "killed")
+
+
+def test_restart_as_new_runs_a_completed_invocation_again(
+    server: Server, http: Http, control: Deployment
+) -> None:
+    inv = _send(http, server, "Locker/k3/hold", False)
+    running = _control(http, server, inv, "restart-as-new")
+    assert running.status_code in (200, 409), running.text  # it may have completed already
+    assert _attach(http, server, inv).status_code == 200
+    restarted = _control(http, server, inv, "restart-as-new")
+    assert restarted.status_code == 200, restarted.text
+    new = restarted.json()["new_invocation_id"]
+    assert new != inv and new[:16] == inv[:16]  # same partition key
+    again = _attach(http, server, new)
+    assert (again.status_code, again.json()) == (200, "held"), again.text
+    unknown = inv[:-1] + ("a" if inv[-1] != "a" else "b")
+    missing = _control(http, server, unknown, "restart-as-new")
+    assert missing.status_code == 404

@@ -7,18 +7,19 @@ is the older form that answers 202 whatever the outcome.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from pyrestate.admin.errors import AdminError
-from pyrestate.admin.web import PlainError, Request, Response
-from pyrestate.core.commands import Control, ControlAction, ControlOutcome
+from pyrestate.admin.web import PlainError, Request, Response, json_response
+from pyrestate.core.commands import Command, Control, ControlAction, ControlOutcome, RestartAsNew
 from pyrestate.core.ids import IdError, InvocationId
 from pyrestate.partition.processor import Answer
 
 
 class Partition(Protocol):
-    async def request(self, make: Callable[[int], Control], follow: bool = True) -> Answer: ...
+    async def request(self, make: Callable[[int], Command], follow: bool = True) -> Answer: ...
 
 
 class Routes(Protocol):
@@ -45,6 +46,24 @@ _ERRORS: dict[ControlOutcome, tuple[int, str]] = {
         "The invocation '{}' is either inboxed or scheduled, cannot be resumed.",
     ),
 }
+_RESTART_ERRORS: dict[ControlOutcome, tuple[int, str]] = {
+    ControlOutcome.NOT_FOUND: _ERRORS[ControlOutcome.NOT_FOUND],
+    ControlOutcome.NOT_STARTED: (
+        425,
+        "The invocation '{}' cannot be restarted because it's not running yet.",
+    ),
+    ControlOutcome.STILL_RUNNING: (409, "The invocation '{}' is still running."),
+    ControlOutcome.MISSING_INPUT: (
+        410,
+        "The invocation '{}' cannot be restarted because the input is not available. This "
+        "indicates that the journal was already purged, or not retained at all.",
+    ),
+    ControlOutcome.UNSUPPORTED: (
+        422,
+        "Restarting the invocation '{}' is not supported. Restarting workflows is not "
+        "supported, and restarting invocations created using the old service protocol.",
+    ),
+}
 _COMPLETED = {
     ControlAction.RESUME: "The invocation '{}' is completed, cannot be resumed.",
 }
@@ -61,6 +80,7 @@ def add_invocation_routes(app: Routes, partition: Partition) -> None:
             "PATCH", f"/invocations/{{invocation_id}}/{action.value}", _patch(partition, action)
         )
     app.route("DELETE", "/invocations/{invocation_id}", _delete(partition))
+    app.route("PATCH", "/invocations/{invocation_id}/restart-as-new", _restart(partition))
 
 
 def _invocation_id(req: Request) -> InvocationId:
@@ -104,5 +124,36 @@ def _delete(partition: Partition) -> Callable[[Request], Awaitable[Response]]:
         # Committed before the 202, like every acknowledgement here.
         await partition.request(lambda token: Control(inv, action, token), follow=False)
         return Response(202)
+
+    return handle
+
+
+def _restart(partition: Partition) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(req: Request) -> Response:
+        inv = _invocation_id(req)
+        query = dict(req.query)
+        start = query.get("from", "0")
+        if not start.isdigit():
+            raise PlainError(
+                400, f"Failed to deserialize query string: from: invalid digit: {start}"
+            )
+        if int(start) != 0:
+            # Copying a journal prefix into the new invocation is not implemented.
+            raise AdminError(
+                422,
+                f"Restarting the invocation '{inv}' from journal index {start} is not "
+                "supported by this server: only 'from=0' (the input alone) is",
+            )
+        if "deployment" in query:
+            raise AdminError(
+                422, "The 'deployment' parameter needs 'from' > 0, which is not supported"
+            )
+        uuid = os.urandom(16)
+        answer = await partition.request(lambda token: RestartAsNew(inv, uuid, token))
+        outcome = ControlOutcome(answer.outcome)
+        if outcome is ControlOutcome.DONE:
+            return json_response(200, {"new_invocation_id": str(answer.invocation_id)})
+        code, text = _RESTART_ERRORS[outcome]
+        raise AdminError(code, text.format(inv))
 
     return handle

@@ -157,12 +157,28 @@ class ControlOutcome(StrEnum):
     NOT_COMPLETED = "not completed"  # purge of an invocation still going
     NOT_RUNNING = "not running"  # pause of one that does not run
     NOT_STARTED = "not started"  # resume of an inboxed or scheduled one
+    STILL_RUNNING = "still running"  # restart of one not completed
+    MISSING_INPUT = "missing input"  # restart of one whose journal is gone
+    UNSUPPORTED = "unsupported"  # restart of a workflow
 
 
 @dataclass(frozen=True, slots=True)
 class Control:
     invocation_id: InvocationId
     action: ControlAction
+    reply: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestartAsNew:
+    """Run a completed invocation again, from its input, under a new id.
+
+    ``uuid``: 16 random bytes for the new id (the machine draws nothing itself); it keeps
+    the old id's partition key, as the official server does.
+    """
+
+    invocation_id: InvocationId
+    uuid: bytes
     reply: int | None = None
 
 
@@ -199,4 +215,5 @@ Command = (
     | Expire
     | Control
     | MutateState
+    | RestartAsNew
 )

@@ -43,6 +43,8 @@ from pyrestate.core.commands import (
     Invoke,
     MutateState,
     ProposeRunCompletion,
+    RestartAsNew,
+    Retention,
     Suspend,
     TimerFired,
 )
@@ -67,6 +69,7 @@ from pyrestate.core.model import (
     Output,
     Promise,
     PromiseKey,
+    ServiceType,
     StateMutation,
     Status,
     Target,
@@ -239,6 +242,8 @@ class PartitionMachine:
                 self._on_control(command)
             case MutateState():
                 self._on_mutate_state(command)
+            case RestartAsNew():
+                self._on_restart(command)
             case _:
                 raise TypeError(f"unknown command {command!r}")
 
@@ -260,6 +265,9 @@ class PartitionMachine:
                     ids.add(cmd.invocation_id)
                     if cmd.action is ControlAction.KILL:
                         needs.journals.add(cmd.invocation_id)
+                case RestartAsNew():
+                    ids.add(cmd.invocation_id)
+                    needs.journals.add(cmd.invocation_id)
                 case TimerFired():
                     ids.add(InvocationId.from_bytes(cmd.key.invocation_id))
                 case AppendCommand():
@@ -933,6 +941,41 @@ class PartitionMachine:
         self._write_ref(ref, None, None)
         for name, value in m.state:
             self._write_ref(ref, name, value)
+
+    # --- Operators: restart as new
+
+    def _on_restart(self, cmd: RestartAsNew) -> None:
+        st = self._get(cmd.invocation_id)
+        new_id = None
+        if st is None:
+            outcome = ControlOutcome.NOT_FOUND
+        elif st.status in (Status.SCHEDULED, Status.INBOXED):
+            outcome = ControlOutcome.NOT_STARTED
+        elif not st.is_completed:
+            outcome = ControlOutcome.STILL_RUNNING
+        elif st.target.service_type is ServiceType.WORKFLOW:
+            outcome = ControlOutcome.UNSUPPORTED
+        else:
+            journal = self._journals.get(st.id)
+            if journal is None:
+                journal = self._loader.journal(st.id, 1)
+            if st.journal_length == 0 or not journal:
+                outcome = ControlOutcome.MISSING_INPUT
+            else:
+                first = pb.InputCommandMessage.FromString(journal[0].body)
+                new_id = InvocationId(st.id.partition_key, cmd.uuid)
+                self._create(
+                    Invoke(
+                        new_id,
+                        st.target,
+                        first.value.content,
+                        headers=tuple((h.key, h.value) for h in first.headers),
+                        retention=Retention(st.completion_retention, st.journal_retention),
+                    )
+                )
+                outcome = ControlOutcome.DONE
+        if cmd.reply is not None:
+            self._effects.append(Reply(cmd.reply, new_id, outcome=outcome))
 
     # --- Operators: cancel, kill, purge, pause, resume
 
