@@ -8,19 +8,15 @@ API (real discovery), and the generated documents must equal the captured ones.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
+from app_servers import Servers
 
 from pyrestate.admin.app import AdminApp
 from pyrestate.admin.model import HandlerSchema, ServiceSchema
@@ -40,62 +36,13 @@ INGRESS_URL = "http://127.0.0.1:33291/"
 APPS = {"counter": counter.app, "signup": signup.app, "durability": durability.app}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Deployments:
-    """The example apps under hypercorn in a background thread, one port each."""
-
-    def __init__(self) -> None:
-        self.ports = {name: _free_port() for name in APPS}
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop.run_until_complete, args=(self._main(),), daemon=True
-        )
-        self._thread.start()
-        if not self._ready.wait(15):
-            raise RuntimeError("the example apps did not start")
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        servers = []
-        for name, app in APPS.items():
-            config = Config()
-            config.bind = [f"127.0.0.1:{self.ports[name]}"]
-            config.accesslog = None
-            config.errorlog = None
-            servers.append(
-                asyncio.ensure_future(serve(app, config, shutdown_trigger=self._stop.wait))
-            )
-        for port in self.ports.values():
-            for _ in range(200):
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.02)
-        self._ready.set()
-        await asyncio.gather(*servers)
-
-    def close(self) -> None:
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def ports() -> Iterator[dict[str, int]]:
-    deployments = _Deployments()
+    servers = Servers(APPS)
     try:
-        yield deployments.ports
+        yield servers.ports
     finally:
-        deployments.close()
+        servers.close()
 
 
 class _Holder:

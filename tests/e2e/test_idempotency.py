@@ -116,6 +116,21 @@ def test_a_repeated_call_answers_the_stored_result(
     assert _lines(count_dir, "greet-bob.runs") == []
 
 
+def _lookup_slow(http: Http, server: Server, key: str) -> httpx.Response:
+    """``POST /restate/lookup`` of ``Idem/slow`` with idempotency key ``key``."""
+    lookup = http.post(
+        f"{server.ingress_url}/restate/lookup",
+        json={
+            "target": "idempotentInvocation",
+            "service": "Idem",
+            "handler": "slow",
+            "idempotencyKey": key,
+        },
+    )
+    assert lookup.status_code == 200, lookup.text
+    return lookup
+
+
 def test_sends_with_a_key_are_accepted_once_and_attachable_by_key(
     server: Server, http: Http, idem: Deployment, count_dir: Path
 ) -> None:
@@ -150,16 +165,7 @@ def test_sends_with_a_key_are_accepted_once_and_attachable_by_key(
     assert attached_after.json() == {"tag": "s1", "runs": 1}
     assert attached_after.headers["x-restate-id"] == inv
 
-    lookup = http.post(
-        f"{server.ingress_url}/restate/lookup",
-        json={
-            "target": "idempotentInvocation",
-            "service": "Idem",
-            "handler": "slow",
-            "idempotencyKey": "s1",
-        },
-    )
-    assert lookup.status_code == 200, lookup.text
+    lookup = _lookup_slow(http, server, "s1")
     assert lookup.json() == {"invocationId": inv}
     assert _lines(count_dir, "idem-s1.runs") == ["run"]
 
@@ -190,16 +196,7 @@ def test_attach_and_output_by_an_unknown_key(server: Server, http: Http, idem: D
         attached, 404, {"code": 404, "message": "not found", "source": "invocation"}, "invocation"
     )
     # The id of an idempotent invocation follows from its target and key.
-    lookup = http.post(
-        f"{server.ingress_url}/restate/lookup",
-        json={
-            "target": "idempotentInvocation",
-            "service": "Idem",
-            "handler": "slow",
-            "idempotencyKey": "nokey",
-        },
-    )
-    assert lookup.status_code == 200, lookup.text
+    lookup = _lookup_slow(http, server, "nokey")
     assert attached.headers["x-restate-id"] == lookup.json()["invocationId"]
 
     output = _get(http, server, "restate/invocation/Idem/slow/nokey/output")

@@ -40,6 +40,17 @@ def _mail(count_dir: Path, user: str) -> str:
     return path.read_text()
 
 
+def _wait_waiting(http: Http, server: Server, workflow: str, user: str) -> None:
+    """Until the run of ``user`` waits on its email-link promise."""
+    wait_until(
+        lambda: (
+            _call(http, server, f"{workflow}/{user}/status").json() == "waiting for the email link"
+        ),
+        timeout=30,
+        what=f"run of {user} waiting on the promise",
+    )
+
+
 @pytest.fixture
 def signup(deployment: Callable[..., Deployment]) -> Deployment:
     return deployment("signup")
@@ -53,13 +64,7 @@ def test_signup_waits_for_the_email_link_and_runs_once(
     assert sent.json()["status"] == "Accepted"
     run_id = sent.json()["invocationId"]
     secret = _mail(count_dir, "ada")
-    wait_until(
-        lambda: (
-            _call(http, server, "SignupWorkflow/ada/status").json() == "waiting for the email link"
-        ),
-        timeout=30,
-        what="run waiting on the promise",
-    )
+    _wait_waiting(http, server, "SignupWorkflow", "ada")
     # Not done yet: output answers 470, and the link was not clicked.
     assert _workflow(http, server, "SignupWorkflow", "ada", "output").status_code == 470
     peek = _call(http, server, "SignupWorkflow/ada/peekLink")
@@ -140,13 +145,7 @@ def test_a_waiting_run_survives_sigkill_and_completes_on_click(
     sent = _call(http, server, "SignupWorkflow/cy/run/send", "cy@example.com")
     assert sent.status_code == 202, sent.text
     secret = _mail(count_dir, "cy")
-    wait_until(
-        lambda: (
-            _call(http, server, "SignupWorkflow/cy/status").json() == "waiting for the email link"
-        ),
-        timeout=30,
-        what="run waiting on the promise",
-    )
+    _wait_waiting(http, server, "SignupWorkflow", "cy")
     server.kill()
     server.start()
     assert _call(http, server, "SignupWorkflow/cy/status").json() == "waiting for the email link"
@@ -165,13 +164,7 @@ def test_cancelling_a_waiting_run_runs_its_compensation_and_keeps_its_promise(
         "invocationId"
     ]
     _mail(count_dir, "eve")
-    wait_until(
-        lambda: (
-            _call(http, server, "SignupWorkflow/eve/status").json() == "waiting for the email link"
-        ),
-        timeout=30,
-        what="run waiting on the promise",
-    )
+    _wait_waiting(http, server, "SignupWorkflow", "eve")
     cancel = http.patch(f"{server.admin_url}/invocations/{run_id}/cancel")
     assert cancel.status_code == 202, cancel.text
     attached = _workflow(http, server, "SignupWorkflow", "eve", "attach")
