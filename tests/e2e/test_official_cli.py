@@ -150,3 +150,22 @@ def test_state_get_edit_clear_and_sql(
     assert "INT64(1)" in one.stdout and "1 rows" in one.stderr, one
     rows = restate("sql", "SELECT name, ty FROM sys_service").stdout
     assert "Counter" in rows, rows
+
+
+def test_invocations_list_shows_a_backing_off_invocation_with_its_error(
+    server: Server,
+    http: httpx.Client,
+    deployment: Callable[..., Deployment],
+    restate: Run,
+) -> None:
+    deployment("control")
+    inv = _send(http, server, "Booking/book", "cli")
+
+    def listed() -> str | None:
+        out = restate("invocations", "list").stdout
+        return out if inv in out and "payment provider is down" in out else None
+
+    out = wait_until(listed, timeout=30, what="the failing invocation listed with its error")
+    assert "backing-off" in out.lower() or "retrying" in out.lower(), out
+    described = restate("invocations", "describe", inv).stdout
+    assert "payment provider is down" in described, described
