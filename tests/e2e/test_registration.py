@@ -190,3 +190,31 @@ def test_demo_quick_start(
         visit = http.post(f"{server.ingress_url}/Visits/Ada/visit")
         assert visit.status_code == 200, visit.text
         assert visit.json() == f"Welcome, Ada: visit number {n}."
+
+
+def test_a_deployment_moves_to_a_new_address(
+    server: Server, http: httpx.Client, deployment: Callable[..., Deployment]
+) -> None:
+    first = deployment("counter")
+    dp = first.registration["id"]
+    assert http.post(f"{server.ingress_url}/Counter/m/add", json=1).json() == 1
+    # The same service code on a new port; the deployment is pointed there.
+    moved = deployment("counter", do_register=False)
+    url = f"{server.admin_url}/deployments/{dp}"
+    resp = http.patch(url, json={"uri": moved.url})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["id"] == dp and resp.json()["uri"].rstrip("/") == moved.url
+    first.stop()
+    assert http.post(f"{server.ingress_url}/Counter/m/add", json=1).json() == 2
+    assert http.get(url).json()["uri"].rstrip("/") == moved.url
+    # A dry run changes nothing; overwrite takes the services the new address exposes.
+    other = deployment("control", do_register=False)
+    dry = http.patch(url, json={"uri": other.url, "overwrite": True, "dry_run": True})
+    assert dry.status_code == 200, dry.text
+    assert http.get(url).json()["uri"].rstrip("/") == moved.url
+    done = http.patch(url, json={"uri": other.url, "overwrite": True})
+    assert done.status_code == 200, done.text
+    names = {s["name"] for s in http.get(url).json()["services"]}
+    assert "Booking" in names and "Counter" not in names
+    missing = http.patch(f"{server.admin_url}/deployments/dp_1{'0' * 22}", json={"uri": moved.url})
+    assert missing.status_code == 404, missing.text

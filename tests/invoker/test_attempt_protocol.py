@@ -70,7 +70,7 @@ def test_suspension_v6_and_v7_forms_and_error() -> None:
     err = pb.ErrorMessage(code=500, message="boom", related_command_index=3, next_retry_delay=10)
     (ev,) = ap.AttemptProtocol().feed(encode_message(MessageType.ERROR, err))
     assert isinstance(ev, ap.Errored)
-    assert ev.code == 500 and ev.next_retry_delay_ms == 10 and ev.related == "command index 3"
+    assert ev.code == 500 and ev.next_retry_delay_ms == 10 and ev.related == '{"index": 3}'
 
 
 def test_messages_an_sdk_must_not_send() -> None:

@@ -71,7 +71,8 @@ def fill(store: SqlitePartitionStore, extra_completed: int = 0) -> dict[str, Inv
         ),
         InvocationStatus(
             ids["backing_off"], greeter, Status.BACKING_OFF, retry_count=3,
-            next_retry_at=T0 + 1000, last_failure=Failure(500, "boom"), **common,
+            next_retry_at=T0 + 1000, last_failure=Failure(500, "boom"),
+            last_failure_related='{"index": 2, "name": "charge", "type": 1041}', **common,
         ),
         InvocationStatus(
             ids["scheduled"], greeter, Status.SCHEDULED, execution_time=T0 + 60_000, **common

@@ -114,6 +114,13 @@ def test_statuses_as_the_official_view_shows_them(engine: QueryEngine, filled: F
     backing_off = got[str(filled.ids["backing_off"])]
     assert backing_off["retry_count"] == 3
     assert backing_off["last_failure"] == "[500] boom"
+    # The command the SDK named with its failure (a Run, 0x0411).
+    related = {k: v for k, v in backing_off.items() if k.startswith("last_failure_related_command")}
+    assert related == {
+        "last_failure_related_command_index": 2,
+        "last_failure_related_command_name": "charge",
+        "last_failure_related_command_type": "Run",
+    }
     suspended = got[str(filled.ids["suspended"])]
     assert suspended["suspended_waiting_for_completions"] == [1, 2]
     assert suspended["suspended_waiting_for_signals"] == [17]

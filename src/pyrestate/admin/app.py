@@ -128,6 +128,7 @@ class AdminApp:
         self.route("POST", "/deployments", self._create_deployment)
         self.route("GET", "/deployments/{deployment}", self._get_deployment)
         self.route("DELETE", "/deployments/{deployment}", self._delete_deployment)
+        self.route("PATCH", "/deployments/{deployment}", self._update_deployment)
         self.route("GET", "/services", self._list_services)
         self.route("GET", "/services/{service}", self._get_service)
         self.route("PATCH", "/services/{service}", self._modify_service)
@@ -298,6 +299,48 @@ class AdminApp:
             await self._commit(updated)
         return Response(202)
 
+    async def _update_deployment(self, req: Request) -> Response:
+        dep_id = self._deployment_id(req)
+        body = read_json_body(req, parse_update_request)
+        if "arn" in body:
+            raise discovery_mod.discovery_error(
+                "META0003",
+                f"error when calling '{body['arn']}': Lambda deployments are not supported "
+                "by pyrestate",
+            )
+        try:
+            dep = self.holder.current.deployment(dep_id)
+        except DeploymentNotFound as e:
+            raise AdminError(404, str(e)) from None
+        if all(body.get(k) is None for k in ("uri", "additional_headers", "use_http_11")):
+            return json_response(200, render_detailed_deployment(dep))  # nothing to change
+        uri = body.get("uri") or dep.uri
+        if uri_problem(uri) == "relative":
+            raise invalid_field(
+                "uri", f"The provided uri {uri} is not absolute, only absolute URIs can be used."
+            )
+        headers = body.get("additional_headers")
+        if headers is None:
+            headers = dict(dep.additional_headers)
+        use_http_11 = body.get("use_http_11")
+        if use_http_11 is None:
+            use_http_11 = dep.http_version == "HTTP/1.1"
+        discovered = await self._discover(uri, use_http_11=use_http_11, additional_headers=headers)
+        async with self._lock:
+            try:
+                updated, changed = self.holder.current.update_deployment(
+                    dep_id,
+                    uri=uri,
+                    discovered=discovered,
+                    additional_headers=headers,
+                    overwrite=bool(body.get("overwrite")),
+                )
+            except DeploymentNotFound as e:  # removed while it was being discovered
+                raise AdminError(404, str(e)) from None
+            if not body.get("dry_run"):
+                await self._commit(updated)
+        return json_response(200, render_detailed_deployment(changed))
+
     async def _create_deployment(self, req: Request) -> Response:
         parsed = read_json_body(req, parse_register_request)
         if not isinstance(parsed, RegisterRequest):
@@ -463,6 +506,35 @@ def parse_modify_service(value: Any) -> dict[str, Any]:
         except (DurationError, OutOfRange) as e:
             raise refuse(f"{field}: {e}") from None
     return changes
+
+
+def parse_update_request(value: Any) -> dict[str, Any]:
+    """A ``PATCH /deployments/{id}`` body, its fields checked (422 as the official)."""
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "uri": str,
+        "arn": str,
+        "assume_role_arn": str,
+        "additional_headers": dict,
+        "use_http_11": bool,
+        "overwrite": bool,
+        "dry_run": bool,
+    }
+    if not isinstance(value, dict):
+        raise PlainError(422, _UPDATE_UNTAGGED)
+    for name, kind in kinds.items():
+        field = value.get(name)
+        if field is not None and not isinstance(field, kind):
+            raise PlainError(422, _UPDATE_UNTAGGED)
+    headers = value.get("additional_headers")
+    if headers is not None and not all(isinstance(v, str) for v in headers.values()):
+        raise PlainError(422, _UPDATE_UNTAGGED)
+    return value
+
+
+_UPDATE_UNTAGGED = (
+    "Failed to deserialize the JSON body into the target type: data did not match any "
+    "variant of untagged enum UpdateDeploymentRequest"
+)
 
 
 def _protocol_of(registry: Registry, svc: ServiceSchema) -> ProtocolType | None:

@@ -197,6 +197,55 @@ class Registry:
         updated = replace(dep, services={**dep.services, name: changed})
         return Registry({**self.deployments, dep.id: updated}.values(), self.version + 1)
 
+    def update_deployment(
+        self,
+        deployment_id: str,
+        *,
+        uri: str,
+        discovered: DiscoveredEndpoint,
+        additional_headers: Mapping[str, str],
+        overwrite: bool,
+    ) -> tuple[Registry, Deployment]:
+        """A deployment moved (``PATCH /deployments/{id}``): new address and headers.
+
+        Its services stay as they were unless ``overwrite``, which takes the discovered
+        ones (keeping each service's revision). The endpoint must speak the same protocol
+        versions. Raises DeploymentNotFound, or AdminError META0016.
+        """
+        dep = self.deployment(deployment_id)
+        old = (dep.min_protocol_version, dep.max_protocol_version)
+        new = (discovered.min_protocol_version, discovered.max_protocol_version)
+        if old != new:
+            raise schema_error(
+                400,
+                "an update deployment operation must provide an endpoint with the same "
+                "services and handlers. The update tried to change the supported protocol "
+                f"versions from {old[0]}..={old[1]} to {new[0]}..={new[1]}",
+                "META0016",
+            )
+        services = dict(dep.services)
+        if overwrite:
+            services = {}
+            for m in discovered.services:
+                check_service_name(m["name"])
+                previous = dep.services.get(m["name"]) or self._latest.get(m["name"])
+                if m["name"] in dep.services:
+                    revision = dep.services[m["name"]].revision
+                else:
+                    revision = previous.revision + 1 if previous is not None else 1
+                services[m["name"]] = build_service(m, deployment_id, revision)
+        updated = replace(
+            dep,
+            uri=normalize_uri(uri),
+            protocol_type=discovered.protocol_type,
+            http_version=discovered.http_version,
+            additional_headers={k.lower(): v for k, v in additional_headers.items()},
+            sdk_version=discovered.sdk_version,
+            services=services,
+        )
+        deployments = {**self.deployments, deployment_id: updated}
+        return Registry(deployments.values(), self.version + 1), updated
+
     def remove_deployment(self, deployment_id: str) -> Registry:
         if deployment_id not in self.deployments:
             raise DeploymentNotFound(deployment_id)

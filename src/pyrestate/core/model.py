@@ -117,6 +117,7 @@ class InvocationStatus:
     last_progress_at: int | None = None  # when the SDK last stored a command
     next_retry_at: int | None = None
     last_failure: Failure | None = None
+    # The command the SDK named with its failure, as JSON {"index", "name", "type"}.
     last_failure_related: str | None = None
     # What a suspended invocation waits for: completion ids and signal ids/names.
     waiting_completions: frozenset[int] = frozenset()

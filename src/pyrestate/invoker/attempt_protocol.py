@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -182,14 +183,15 @@ def _flatten(fut: pb.Future, completions: set[int], signals: set[int | str]) -> 
 def _error(msg: pb.ErrorMessage) -> Errored:
     related = None
     if msg.HasField("related_command_index") or msg.HasField("related_command_name"):
-        parts = []
+        # JSON, so introspection can show index, name and type in their own columns.
+        fields: dict[str, int | str] = {}
         if msg.HasField("related_command_index"):
-            parts.append(f"index {msg.related_command_index}")
+            fields["index"] = msg.related_command_index
         if msg.related_command_name:
-            parts.append(f"name {msg.related_command_name!r}")
+            fields["name"] = msg.related_command_name
         if msg.HasField("related_command_type"):
-            parts.append(f"type 0x{msg.related_command_type:04x}")
-        related = "command " + ", ".join(parts)
+            fields["type"] = msg.related_command_type
+        related = json.dumps(fields)
     text = msg.message
     if msg.stacktrace:
         text = f"{text}\n{msg.stacktrace}"

@@ -28,7 +28,7 @@ def _camel(name: str) -> str:
     return "".join(w.capitalize() for w in words)
 
 
-def _kind(entry_type: int) -> tuple[str, str] | None:
+def entry_kind(entry_type: int) -> tuple[str, str] | None:
     """("Command" | "Notification", official name), None for unknown types."""
     try:
         mt = MessageType(entry_type)
@@ -72,7 +72,7 @@ def _value(v: Any) -> Any:
 
 
 def describe(entry_type: int, body: bytes) -> EntryView:
-    kind = _kind(entry_type)
+    kind = entry_kind(entry_type)
     if kind is None:
         return EntryView(None, None, None, None, None, None, None)
     group, name = kind

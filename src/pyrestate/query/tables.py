@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from pyrestate.core.ids import IdError, InvocationId, partition_key_of
-from pyrestate.query.journal import EntryView, describe
+from pyrestate.query.journal import EntryView, describe, entry_kind
 from pyrestate.query.pushdown import Atom, TableRead
 from pyrestate.query.schema import SCHEMAS
 
@@ -239,6 +239,26 @@ def _c(*sql: str, post: Callable[..., Any] | None = None) -> Col:
     return Col(sql, post)
 
 
+def _related(field: str, post: Callable[..., Any] | None = None) -> Col:
+    """A field of the command an active invocation's last failure names (stored as JSON;
+    rows written before it was JSON hold plain text, which shows as NULL)."""
+    return _c(
+        _when(
+            f"{_ACTIVE_STATE} AND json_valid(last_failure_related)",
+            f"json_extract(last_failure_related, '$.{field}')",
+        ),
+        post=post,
+    )
+
+
+def _command_type(value: int | None) -> str | None:
+    """The official name of a command type ("Run", "Call", ...)."""
+    if value is None:
+        return None
+    kind = entry_kind(value)
+    return kind[1] if kind is not None else None
+
+
 NULL = _c("NULL")
 
 
@@ -454,9 +474,9 @@ def _invocation_columns(version: str) -> dict[str, Col]:
             )
         ),
         "last_failure_error_code": NULL,
-        "last_failure_related_command_index": NULL,
-        "last_failure_related_command_name": NULL,
-        "last_failure_related_command_type": NULL,
+        "last_failure_related_command_index": _related("index"),
+        "last_failure_related_command_name": _related("name"),
+        "last_failure_related_command_type": _related("type", post=_command_type),
         "last_failure_related_entry_index": NULL,
         "last_failure_related_entry_name": NULL,
         "last_failure_related_entry_type": NULL,
