@@ -111,7 +111,7 @@ def test_statuses_as_the_official_view_shows_them(engine: QueryEngine, filled: F
     assert failed["completion_failure"] == "[409] nope"
     backing_off = got[str(filled.ids["backing_off"])]
     assert backing_off["retry_count"] == 3
-    assert backing_off["last_failure"] == "[500] boom"
+    assert backing_off["last_failure"] == "[500 Internal] boom"  # as the official names it
     # The command the SDK named with its failure (a Run, 0x0411).
     related = {k: v for k, v in backing_off.items() if k.startswith("last_failure_related_command")}
     assert related == {

@@ -401,6 +401,26 @@ def _extra_posts(table: str, registry: RegistrySnapshot) -> dict[str, Callable[.
 
 
 _ACTIVE_STATE = "status IN ('invoked', 'backing-off', 'paused')"
+# The official names its error codes in last_failure ("[500 Internal] ..."); 409 reads
+# "Aborted", the first of its two names there.
+_CODE_NAMES = {
+    400: "Bad request",
+    404: "Not found",
+    409: "Aborted",
+    410: "Gone",
+    415: "Unsupported media type",
+    470: "Not ready",
+    500: "Internal",
+    570: "Journal mismatch",
+    571: "Protocol violation",
+    572: "Awaiting two async results",
+    573: "Unsupported feature",
+}
+_CODE_NAME = (
+    "CASE last_failure_code "
+    + " ".join(f"WHEN {code} THEN ' {name}'" for code, name in _CODE_NAMES.items())
+    + " ELSE '' END"
+)
 
 
 def _when(condition: str, sql: str) -> str:
@@ -470,7 +490,7 @@ def _invocation_columns(version: str) -> dict[str, Col]:
         "last_failure": _c(
             _when(
                 f"{_ACTIVE_STATE} AND last_failure_code IS NOT NULL",
-                "'[' || last_failure_code || '] ' || last_failure_message",
+                f"'[' || last_failure_code || {_CODE_NAME} || '] ' || last_failure_message",
             )
         ),
         "last_failure_error_code": NULL,
