@@ -33,6 +33,18 @@ def _attach(http: httpx.Client, server: Server, inv: str) -> httpx.Response:
     return http.get(f"{server.ingress_url}/restate/invocation/{inv}/attach", timeout=90)
 
 
+def _status(http: httpx.Client, server: Server, inv: str) -> str:
+    """The invocation's status as the admin API's SQL shows it."""
+    resp = http.post(
+        f"{server.admin_url}/query",
+        json={"query": f"SELECT status FROM sys_invocation WHERE id = '{inv}'"},
+        headers={"accept": "application/json"},
+    )
+    assert resp.status_code == 200, resp.text
+    (row,) = resp.json()["rows"]
+    return row["status"]
+
+
 def _output_status(http: httpx.Client, server: Server, inv: str) -> int:
     return http.get(f"{server.ingress_url}/restate/invocation/{inv}/output").status_code
 
@@ -83,11 +95,12 @@ def test_a_paused_invocation_stays_paused_across_a_crash(
     wait_until(lambda: len(_lines(count_dir, attempts)) >= 2, timeout=30, what="2 attempts")
     time.sleep(1.0)
     assert len(_lines(count_dir, attempts)) == 2, "paused after max attempts, not retried"
-    assert _output_status(http, server, inv) == 470
+    assert _status(http, server, inv) == "paused"
     server.kill()
     server.start()
     time.sleep(2.0)
     assert len(_lines(count_dir, attempts)) == 2, "a restart does not resume a paused one"
+    assert _status(http, server, inv) == "paused"
     assert _output_status(http, server, inv) == 470
 
 

@@ -10,6 +10,7 @@ the invocation id bytes and a 32-bit big-endian signal/entry index.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -74,7 +75,9 @@ def partition_key_of(key: str) -> int:
 _SERVICE_FANOUT = 512
 
 
+@functools.lru_cache(maxsize=4096)
 def _service_partition_key(service: str, bucket: int) -> int:
+    # Cached: every new invocation of an unkeyed service needs one of 512 per service.
     return _rust_hash(service, "unscoped/service", bucket)
 
 
@@ -197,6 +200,13 @@ def new_invocation_id(
     else:
         pk = _service_partition_key(service, int.from_bytes(entropy[16:24]) % _SERVICE_FANOUT)
     return InvocationId(pk, uuid)
+
+
+def workflow_run_id(workflow: str, key: str) -> InvocationId:
+    """The id of a workflow's run: its name and key decide it (attach/output by key)."""
+    return new_invocation_id(
+        b"", service=workflow, handler="", key=key, idempotency_key=None, workflow_run=True
+    )
 
 
 def _sha16(*parts: str) -> bytes:

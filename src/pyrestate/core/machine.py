@@ -120,7 +120,8 @@ _ALREADY_INVOKED = Output(failure=Failure(409, "the workflow method was already 
 _PROMISE_DONE = Output(failure=Failure(409, "promise was already completed"))
 _NOT_FOUND = Output(failure=Failure(404, "not found"))
 _CANCELLED = Output(failure=Failure(409, "cancelled"))
-_KILLED = Output(failure=Failure(409, "killed"))
+_KILLED_FAILURE = Failure(409, "killed")
+_KILLED = Output(failure=_KILLED_FAILURE)
 CANCEL_SIGNAL = 1  # the built-in signal that tells a handler it is cancelled
 
 
@@ -278,13 +279,16 @@ class PartitionMachine:
                         ids.add(callee.invocation_id)
                     if cmd.subject is not None:
                         ids.add(cmd.subject)
+                    if cmd.entry.type not in _KEYED_READS:
+                        continue  # most commands (the hot path) read nothing
                     st = self.invocations.get(cmd.invocation_id)
                     ref = st.target.object_ref if st is not None else None
                     if ref is None:
                         continue
-                    if cmd.entry.type in _STATE_READS and ref not in self._state:
-                        needs.states.add(ref)
-                    elif cmd.entry.type in _PROMISE_COMMANDS:
+                    if cmd.entry.type in _STATE_READS:
+                        if ref not in self._state:
+                            needs.states.add(ref)
+                    else:
                         key = (*ref, cmd.message.key)  # type: ignore[attr-defined]
                         if key not in self._promises:
                             needs.promises.add(key)
@@ -323,9 +327,7 @@ class PartitionMachine:
             case AttemptReport():
                 st = self._current(command)
                 if st is not None:
-                    self._effects.append(
-                        AbortAttempt(st.id, st.attempt, st.target, command.deployment_id, failure)
-                    )
+                    self._abort(st, failure)
 
     def take_changes(self) -> Changes:
         changes, self._changes = self._changes, Changes()
@@ -1007,13 +1009,16 @@ class PartitionMachine:
             if child is not None:
                 self._kill(child)
         if st.status is Status.INVOKED:
-            failure = _KILLED.failure
-            assert failure is not None
-            self._effects.append(
-                AbortAttempt(st.id, st.attempt, st.target, st.deployment_id or "", failure)
-            )
+            self._abort(st, _KILLED_FAILURE)
         self._complete(st, _KILLED)
         return ControlOutcome.DONE
+
+    def _abort(self, st: InvocationStatus, failure: Failure) -> None:
+        """Stop ``st``'s running attempt; its report of failing comes too late to count
+        if ``st`` has moved on meanwhile (completed, paused)."""
+        self._effects.append(
+            AbortAttempt(st.id, st.attempt, st.target, st.deployment_id or "", failure)
+        )
 
     def _children(self, st: InvocationStatus) -> list[InvocationId]:
         """The invocations ``st`` called and still waits for, from its journal."""
@@ -1065,10 +1070,7 @@ class PartitionMachine:
         if st.status not in (Status.INVOKED, Status.BACKING_OFF):
             return ControlOutcome.NOT_RUNNING
         if st.status is Status.INVOKED:
-            failure = Failure(500, "paused by an operator")
-            self._effects.append(
-                AbortAttempt(st.id, st.attempt, st.target, st.deployment_id or "", failure)
-            )
+            self._abort(st, Failure(500, "paused by an operator"))
         st.status = Status.PAUSED
         st.next_retry_at = None
         self._dirty(st)
@@ -1124,6 +1126,8 @@ _PROMISE_COMMANDS = frozenset(
         MessageType.COMPLETE_PROMISE_COMMAND,
     }
 )
+# Commands that read an object's state or a workflow's promises (preloaded per batch).
+_KEYED_READS = _STATE_READS | _PROMISE_COMMANDS
 
 _COMMAND_HANDLERS = {
     MessageType.OUTPUT_COMMAND: PartitionMachine._cmd_output,

@@ -18,7 +18,13 @@ from urllib.parse import parse_qs, unquote
 
 from pyrestate.asgi import BodyTooLarge, Receive, Scope, Send, read_body
 from pyrestate.core.commands import Attach, DeliverNotification, Invoke, Retention
-from pyrestate.core.ids import AwakeableId, IdError, InvocationId, new_invocation_id
+from pyrestate.core.ids import (
+    AwakeableId,
+    IdError,
+    InvocationId,
+    new_invocation_id,
+    workflow_run_id,
+)
 from pyrestate.core.limits import MAX_EPOCH_MS
 from pyrestate.core.model import Failure, HandlerType, Output, Target
 from pyrestate.core.notifications import signal
@@ -151,7 +157,7 @@ class IngressApp:
                 raise HttpError(400, _BAD_WORKFLOW_PATH)
             if scope["method"] != "GET":
                 raise HttpError(405, "method not allowed")
-            run = _workflow_run_id(unquote(rest[1]), unquote(rest[2]))
+            run = workflow_run_id(unquote(rest[1]), unquote(rest[2]))
             await self._answer_attach(run, rest[3] == "attach", receive, send)
             return
         if rest[:1] in (["attach"], ["output"]) and len(rest) <= 2:
@@ -454,12 +460,6 @@ def _parse_invocation_id(text: str) -> InvocationId:
         raise HttpError(400, f"bad invocation id '{text}': {e}") from None
 
 
-def _workflow_run_id(name: str, key: str) -> InvocationId:
-    return new_invocation_id(
-        b"", service=name, handler="", key=key, idempotency_key=None, workflow_run=True
-    )
-
-
 def _lookup(body: bytes, what: str) -> InvocationId:
     """The invocation a lookup body names: by id, workflow, or idempotent request."""
 
@@ -479,7 +479,7 @@ def _lookup(body: bytes, what: str) -> InvocationId:
         if target == "invocation":
             return _parse_invocation_id(field(doc, "invocationId") or "")
         if target == "workflow":
-            return _workflow_run_id(
+            return workflow_run_id(
                 field(doc, "workflowName") or "", field(doc, "workflowKey") or ""
             )
         if target == "idempotentInvocation":

@@ -25,7 +25,7 @@ from pyrestate.core.commands import (
     Suspend,
 )
 from pyrestate.core.effects import AbortAttempt, Ack, Effect, Notify, StartAttempt
-from pyrestate.core.ids import IdError, InvocationId, new_invocation_id
+from pyrestate.core.ids import IdError, InvocationId, new_invocation_id, workflow_run_id
 from pyrestate.core.limits import OutOfRange, epoch_ms
 from pyrestate.core.model import CallerRef, Failure, HandlerType, JournalEntry, ServiceType, Target
 from pyrestate.identity import RequestSigner
@@ -526,15 +526,7 @@ def _subject(
             idempotency_key=t.idempotency_key,
         )
     if which == "workflow_target":
-        wf = msg.workflow_target
-        return new_invocation_id(
-            b"",
-            service=wf.workflow_name,
-            handler="",
-            key=wf.workflow_key,
-            idempotency_key=None,
-            workflow_run=True,
-        )
+        return workflow_run_id(msg.workflow_target.workflow_name, msg.workflow_target.workflow_key)
     raise AttemptError(f"protocol violation: {type(msg).__name__} without a target", 571)
 
 
