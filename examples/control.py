@@ -3,11 +3,13 @@
 `Booking.book` reserves, then fails to charge on every attempt; cancelled, it undoes the
 reservation (a compensation) and ends cancelled. `Parent.callChild` waits on
 `Child.nap`, a long durable sleep. `Locker.hold` fails until it is paused, holding its
-object key. Executions are counted in files (see durability.py).
+object key. `Steps.draw` draws two random numbers in two steps, for restarts that keep
+some steps. Executions are counted in files (see durability.py).
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import restate
@@ -85,4 +87,18 @@ async def hold(ctx: ObjectContext, fail: bool) -> str:
     return "held"
 
 
-app = restate.app(services=[booking, child, parent, locker])
+steps = restate.Service("Steps")
+
+
+@steps.handler()
+async def draw(ctx: Context, tag: str) -> list[str]:
+    def step(name: str) -> str:
+        _record(f"steps-{tag}.log", name)
+        return uuid.uuid4().hex
+
+    first = await ctx.run_typed("first", step, name="first")
+    second = await ctx.run_typed("second", step, name="second")
+    return [first, second]
+
+
+app = restate.app(services=[booking, child, parent, locker, steps])

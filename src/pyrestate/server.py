@@ -60,7 +60,7 @@ class Server:
             ingress_url=self._ingress_url(),
             discover=functools.partial(discover, signer=self.signer),
         )
-        add_invocation_routes(self.admin, self.partition)
+        add_invocation_routes(self.admin, self.partition, self.registry)
         # Every partition's store; one today.
         self.query = QueryService(
             [self.store.path],

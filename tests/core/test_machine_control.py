@@ -5,14 +5,17 @@ from __future__ import annotations
 from test_machine import COUNTER_ADD, GREET, Harness, of
 from test_machine_workflows import RUN
 
+from pyrestate.core import notifications as notif
 from pyrestate.core.commands import (
     AppendCommand,
     AttemptFailed,
     Control,
     ControlAction,
     ControlOutcome,
+    DeploymentChoice,
     Invoke,
     MutateState,
+    ProposeRunCompletion,
     RestartAsNew,
     RetryPolicy,
 )
@@ -173,3 +176,70 @@ def test_a_workflow_is_not_restarted() -> None:
     h.finish(run, 1)
     (reply,) = of(h.step(RestartAsNew(run, bytes(16), reply=5)), Reply)
     assert reply.outcome == ControlOutcome.UNSUPPORTED
+
+
+def _run_step(h: Harness, inv: InvocationId, cid: int) -> None:
+    """A Run command and its completion (the SDK's ctx.run)."""
+    h.append(inv, 1, MessageType.RUN_COMMAND, pb.RunCommandMessage(result_completion_id=cid))
+    note = notif.completion(MessageType.RUN_COMPLETION, cid, Output(value=b"%d" % cid))
+    h.step(ProposeRunCompletion(inv, 1, "dp", cid, note))
+
+
+SPEAKS_6 = {"dp": (6, 5, 6), "dp-new": (6, 5, 6), "dp-7": (7, 7, 7)}
+
+
+def test_restart_from_a_prefix_copies_its_commands_with_their_completions() -> None:
+    h = Harness()
+    inv = h.invoke(GREET)
+    _run_step(h, inv, 1)
+    _run_step(h, inv, 2)
+    h.finish(inv, 1)
+    old = [h.store.journal[(inv, i)] for i in range(6)]
+
+    def restart(upto: int, wanted: str = "keep", speaks: dict = SPEAKS_6) -> Reply:  # type: ignore[type-arg]
+        choice = DeploymentChoice(wanted, {"Greeter": "dp-new"}, speaks)
+        (reply,) = of(h.step(RestartAsNew(inv, h.new_id().uuid, 5, upto, choice)), Reply)
+        return reply
+
+    one = restart(1)  # the first Run command: its completion comes along
+    assert one.outcome == ControlOutcome.DONE and one.invocation_id is not None
+    new = h.store.statuses[one.invocation_id]
+    assert [h.store.journal[(new.id, i)] for i in range(new.journal_length)] == old[:3]
+    assert (new.command_count, new.completions_seen, new.deployment_id) == (2, {1}, "dp")
+    both = restart(3, "latest")
+    new = h.store.statuses[both.invocation_id]  # type: ignore[index]
+    assert [h.store.journal[(new.id, i)] for i in range(new.journal_length)] == old[:5]
+    assert new.deployment_id == "dp-new"
+    assert restart(6).outcome == ControlOutcome.COPY_RANGE_INVALID  # past its end
+    # Protocol 5 replays no prefix (its randomness differs); the input alone it can.
+    old_protocol = {"dp": (5, 5, 5)}
+    assert restart(1, speaks=old_protocol).outcome == ControlOutcome.UNSUPPORTED
+    assert restart(0, speaks=old_protocol).outcome == ControlOutcome.DONE
+    assert restart(1, "dp-gone").outcome == ControlOutcome.DEPLOYMENT_NOT_FOUND
+    refused = restart(1, "dp-7")
+    assert (refused.outcome, refused.pinned) == (
+        ControlOutcome.INCOMPATIBLE_DEPLOYMENT,
+        (6, "dp-7"),
+    )
+
+
+def test_resume_moves_a_paused_invocation_to_another_deployment() -> None:
+    h = Harness()
+    inv = h.invoke(GREET)
+    _run_step(h, inv, 1)  # pins "dp"
+
+    def resume(wanted: str) -> Reply:
+        choice = DeploymentChoice(wanted, {"Greeter": "dp-new"}, SPEAKS_6)
+        effects = h.step(Control(inv, ControlAction.RESUME, 9, choice))
+        (reply,) = of(effects, Reply)
+        return reply
+
+    assert resume("dp-new").outcome == ControlOutcome.CANNOT_REPIN  # in the middle of an attempt
+    assert _control(h, inv, ControlAction.PAUSE)[0] == ControlOutcome.DONE
+    assert resume("dp-gone").outcome == ControlOutcome.DEPLOYMENT_NOT_FOUND
+    assert resume("dp-7").pinned == (6, "dp-7")
+    assert h.store.statuses[inv].status is Status.PAUSED
+    choice = DeploymentChoice("latest", {"Greeter": "dp-new"}, SPEAKS_6)
+    effects = h.step(Control(inv, ControlAction.RESUME, 9, choice))
+    (start,) = of(effects, StartAttempt)
+    assert start.deployment_id == "dp-new"

@@ -479,6 +479,15 @@ def register(
     return client.post(f"{admin_url}/deployments", json=body, timeout=30)
 
 
+def sql_rows(http: httpx.Client, server: Server, sql: str) -> list[dict[str, Any]]:
+    """Rows of an introspection query (``POST /query``, JSON answer)."""
+    resp = http.post(
+        f"{server.admin_url}/query", json={"query": sql}, headers={"accept": "application/json"}
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.json()["rows"]
+
+
 def count_lines(path: Path) -> int:
     try:
         return len(path.read_text().splitlines())

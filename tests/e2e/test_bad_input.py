@@ -18,7 +18,16 @@ from typing import Any
 import httpx
 import pytest
 import restate
-from harness import Server, answer_lifespan, free_port, port_open, register, target, wait_until
+from harness import (
+    Server,
+    answer_lifespan,
+    free_port,
+    port_open,
+    register,
+    sql_rows,
+    target,
+    wait_until,
+)
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
@@ -174,13 +183,7 @@ def test_misbehaving_deployment_is_retried_and_server_survives(
     query = f"SELECT last_failure FROM sys_invocation WHERE id = '{inv}'"
 
     def failure() -> str | None:
-        resp = http.post(
-            f"{server.admin_url}/query",
-            json={"query": query},
-            headers={"accept": "application/json"},
-        )
-        assert resp.status_code == 200, resp.text
-        return next((r.get("last_failure") for r in resp.json()["rows"]), None)
+        return next((r.get("last_failure") for r in sql_rows(http, server, query)), None)
 
     recorded = wait_until(failure, timeout=30, what="the failure recorded")
     if mode == "unknown-command":

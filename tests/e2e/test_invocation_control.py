@@ -2,7 +2,8 @@
 
 Cancel reaches a handler stuck in a retry loop, which compensates and ends cancelled;
 cancelling or killing a caller ends the call it waits for; kill ends at once; a paused
-exclusive handler frees its key when killed; purge forgets a completed invocation. The
+exclusive handler frees its key when killed; purge forgets a completed invocation;
+restart-as-new runs a completed one again, keeping the steps of a journal prefix. The
 answers (codes and messages) are the official server's.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import Deployment, Server, wait_until
+from harness import Deployment, Server, sql_rows, wait_until
 
 Http = httpx.Client
 
@@ -157,3 +158,110 @@ def test_restart_as_new_runs_a_completed_invocation_again(
     unknown = inv[:-1] + ("a" if inv[-1] != "a" else "b")
     missing = _control(http, server, unknown, "restart-as-new")
     assert missing.status_code == 404
+
+
+def _journal(http: Http, server: Server, inv: str) -> list[dict[str, Any]]:
+    return sql_rows(
+        http,
+        server,
+        f"SELECT index, entry_type, name FROM sys_journal WHERE id = '{inv}' ORDER BY index",
+    )
+
+
+def _restart(http: Http, server: Server, inv: str, **params: str) -> httpx.Response:
+    return http.patch(f"{server.admin_url}/invocations/{inv}/restart-as-new", params=params)
+
+
+def test_restart_from_a_journal_prefix_keeps_its_steps(
+    server: Server, http: Http, control: Deployment, count_dir: Path
+) -> None:
+    inv = _send(http, server, "Steps/draw", "s1")
+    done = _attach(http, server, inv)
+    assert done.status_code == 200, done.text
+    first, second = done.json()
+    journal = _journal(http, server, inv)
+    run_first = next(e["index"] for e in journal if e.get("name") == "first")
+    run_second = next(e["index"] for e in journal if e.get("name") == "second")
+    # Up to the first step's command: its completion, later in the journal, comes along.
+    kept_one = _restart(http, server, inv, **{"from": str(run_first)})
+    assert kept_one.status_code == 200, kept_one.text
+    one = _attach(http, server, kept_one.json()["new_invocation_id"])
+    assert one.status_code == 200, one.text
+    assert one.json()[0] == first and one.json()[1] != second
+    # Up to the second step: both kept, nothing runs again.
+    kept_both = _restart(http, server, inv, **{"from": str(run_second), "deployment": "keep"})
+    assert kept_both.status_code == 200, kept_both.text
+    both = _attach(http, server, kept_both.json()["new_invocation_id"])
+    assert both.json() == [first, second]
+    assert _lines(count_dir, "steps-s1.log") == ["first", "second", "second"]
+
+
+def test_restart_refuses_what_it_cannot_copy(
+    server: Server, http: Http, control: Deployment, count_dir: Path
+) -> None:
+    tag = "r-kill"
+    parent = _send(http, server, "Parent/callChild", tag)
+    wait_until(lambda: _lines(count_dir, f"child-{tag}.log"), timeout=30, what="child running")
+    assert _control(http, server, parent, "kill").status_code == 200
+    assert _failure(_attach(http, server, parent)) == (409, "killed")
+    call = next(
+        e["index"] for e in _journal(http, server, parent) if e["entry_type"] == "Command: Call"
+    )
+    # The call never completed: a prefix holding it cannot be replayed.
+    assert _failure(_restart(http, server, parent, **{"from": str(call)})) == (
+        400,
+        f"The prefix of the journal '{parent}' up to 'from' (included) contains some "
+        "Commands without respective Completions.",
+    )
+    assert _failure(_restart(http, server, parent, **{"from": "99"}))[0] == 400
+    bad = _restart(http, server, parent, deployment="nope")
+    assert _failure(bad) == (
+        400,
+        "The query parameter 'deployment' is invalid. Reason: bad format",
+    )
+    unknown = _restart(http, server, parent, deployment="dp_11111111111111111111111")
+    assert _failure(unknown) == (
+        400,
+        "The given deployment was not found when trying to restart as new the invocation "
+        f"'{parent}'.",
+    )
+    # From the input alone it runs again (and waits on a new child).
+    again = _restart(http, server, parent, deployment="latest")
+    assert again.status_code == 200, again.text
+
+
+def test_resume_on_a_named_deployment(
+    server: Server, http: Http, control: Deployment, count_dir: Path
+) -> None:
+    (dep,) = http.get(f"{server.admin_url}/deployments").json()["deployments"]
+    unknown = {"deployment": "dp_11111111111111111111111"}
+    # Paused before its handler stored anything: no deployment pinned yet to change.
+    unpinned = _send(http, server, "Locker/k4/hold", True)
+    wait_until(
+        lambda: _control(http, server, unpinned, "pause").status_code == 200,
+        timeout=30,
+        what="invocation paused",
+    )
+    resume = f"{server.admin_url}/invocations/{unpinned}/resume"
+    assert _failure(http.patch(resume, params=unknown)) == (
+        409,
+        f"The invocation '{unpinned}' is still running or the deployment id is not pinned "
+        "yet, deployment id cannot be changed.",
+    )
+    assert http.patch(resume, params={"deployment": "latest"}).status_code == 200
+    # Pinned by its first step, then paused between failed charges.
+    pinned = _send(http, server, "Booking/book", "b-resume")
+    wait_until(
+        lambda: _lines(count_dir, "booking-b-resume.log").count("charge failed") >= 1,
+        timeout=30,
+        what="the first charge failing",
+    )
+    assert _control(http, server, pinned, "pause").status_code in (200, 202)
+    resume = f"{server.admin_url}/invocations/{pinned}/resume"
+    assert _failure(http.patch(resume, params=unknown)) == (
+        400,
+        f"The given deployment was not found when trying to resume the invocation '{pinned}'.",
+    )
+    assert http.patch(resume, params={"deployment": dep["id"]}).status_code == 200
+    for inv in (unpinned, pinned):
+        assert _control(http, server, inv, "kill").status_code == 200

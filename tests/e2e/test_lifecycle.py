@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import Deployment, Server, register, wait_services_ready, wait_until
+from harness import Deployment, Server, register, sql_rows, wait_services_ready, wait_until
 
 
 def _lines(count_dir: Path, name: str) -> list[str]:
@@ -35,13 +35,7 @@ def _attach(http: httpx.Client, server: Server, inv: str) -> httpx.Response:
 
 def _status(http: httpx.Client, server: Server, inv: str) -> str:
     """The invocation's status as the admin API's SQL shows it."""
-    resp = http.post(
-        f"{server.admin_url}/query",
-        json={"query": f"SELECT status FROM sys_invocation WHERE id = '{inv}'"},
-        headers={"accept": "application/json"},
-    )
-    assert resp.status_code == 200, resp.text
-    (row,) = resp.json()["rows"]
+    (row,) = sql_rows(http, server, f"SELECT status FROM sys_invocation WHERE id = '{inv}'")
     return row["status"]
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from harness import Deployment, Server
+from harness import Deployment, Server, sql_rows
 
 
 def psql(server: Server, sql: str, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -38,11 +38,7 @@ def test_psql_shows_the_state_and_invocations(
     deployment("counter")
     resp = http.post(f"{server.ingress_url}/Counter/k1/add", json=5)
     assert resp.status_code == 200, resp.text
-    rows = http.post(
-        f"{server.admin_url}/query",
-        json={"query": STATE_SQL},
-        headers={"accept": "application/json"},
-    ).json()["rows"]
+    rows = sql_rows(http, server, STATE_SQL)
     assert rows == [
         {"service_name": "Counter", "service_key": "k1", "key": "count", "value_utf8": "5"}
     ]

@@ -28,7 +28,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from harness import REPO_ROOT, Deployment, Server, register, target, wait_until
+from harness import REPO_ROOT, Deployment, Server, register, sql_rows, target, wait_until
 
 from examples.identity import IDENTITY_KEY_ENV, REQUEST_LOG
 from pyrestate.identity import PEM_FILE_ENV, public_key_from_pem
@@ -84,15 +84,6 @@ def _requests(count_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _query(http: httpx.Client, server: Server, sql: str) -> list[dict[str, Any]]:
-    """Rows of an introspection query (``POST /query``)."""
-    resp = http.post(
-        f"{server.admin_url}/query", json={"query": sql}, headers={"accept": "application/json"}
-    )
-    assert resp.status_code == 200, resp.text
-    return resp.json()["rows"]
 
 
 CASES = [
@@ -164,7 +155,7 @@ def test_sdk_accepts_the_servers_key_and_rejects_another(
 
     # The deployment's answer is the attempt's recorded failure, as the admin API shows it.
     def recorded() -> list[dict[str, Any]]:
-        return _query(
+        return sql_rows(
             http,
             server,
             f"SELECT status, retry_count, last_failure FROM sys_invocation WHERE id = '{inv}'",

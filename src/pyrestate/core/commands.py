@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from google.protobuf.message import Message
@@ -159,7 +160,36 @@ class ControlOutcome(StrEnum):
     NOT_STARTED = "not started"  # resume of an inboxed or scheduled one
     STILL_RUNNING = "still running"  # restart of one not completed
     MISSING_INPUT = "missing input"  # restart of one whose journal is gone
-    UNSUPPORTED = "unsupported"  # restart of a workflow
+    UNSUPPORTED = "unsupported"  # restart of a workflow (or from a prefix, on protocol < 6)
+    COPY_RANGE_INVALID = "copy range invalid"  # a copied command has no completion
+    CANNOT_REPIN = "cannot repin"  # a new deployment for one running or never pinned
+    DEPLOYMENT_NOT_FOUND = "deployment not found"
+    INCOMPATIBLE_DEPLOYMENT = "incompatible deployment"  # it cannot speak the pinned protocol
+
+
+KEEP_DEPLOYMENT = "keep"
+LATEST_DEPLOYMENT = "latest"
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentChoice:
+    """The deployment an operator wants an invocation on (resume, restart-as-new): keep
+    the pinned one, the service's latest, or a deployment id; with what the registry knew
+    when asked, so that the machine decides without reading it."""
+
+    wanted: str  # KEEP_DEPLOYMENT, LATEST_DEPLOYMENT or a deployment id
+    latest: Mapping[str, str] = field(default_factory=dict)  # service -> deployment id
+    # deployment id -> (protocol version it speaks, lowest and highest it supports)
+    protocols: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    def resolve(self, service: str) -> str | None:
+        """The deployment id wanted for ``service`` (not KEEP), None when there is none."""
+        dep = self.latest.get(service) if self.wanted == LATEST_DEPLOYMENT else self.wanted
+        return dep if dep in self.protocols else None
+
+    def speaks(self, deployment: str | None) -> int | None:
+        found = self.protocols.get(deployment) if deployment is not None else None
+        return found[0] if found is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,11 +197,13 @@ class Control:
     invocation_id: InvocationId
     action: ControlAction
     reply: int | None = None
+    deployment: DeploymentChoice | None = None  # for RESUME: the deployment to resume on
 
 
 @dataclass(frozen=True, slots=True)
 class RestartAsNew:
-    """Run a completed invocation again, from its input, under a new id.
+    """Run a completed invocation again under a new id, with its journal up to ``upto``
+    (0: the input alone) and the completions of the commands copied.
 
     ``uuid``: 16 random bytes for the new id (the machine draws nothing itself); it keeps
     the old id's partition key, as the official server does.
@@ -180,6 +212,8 @@ class RestartAsNew:
     invocation_id: InvocationId
     uuid: bytes
     reply: int | None = None
+    upto: int = 0
+    deployment: DeploymentChoice = DeploymentChoice(KEEP_DEPLOYMENT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,8 @@ class Reply:
     previously: bool = False
     expires_at: int | None = None
     outcome: str | None = None  # of a Control command
+    # Of an incompatible deployment: the protocol version pinned and the deployment chosen.
+    pinned: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,8 @@ from typing import Protocol
 from pyrestate.core import notifications as notif
 from pyrestate.core.changes import SEEN_COMPLETION, SEEN_SIGNAL, Changes, StateOp
 from pyrestate.core.commands import (
+    KEEP_DEPLOYMENT,
+    LATEST_DEPLOYMENT,
     AppendCommand,
     Attach,
     AttemptEnded,
@@ -39,6 +41,7 @@ from pyrestate.core.commands import (
     ControlAction,
     ControlOutcome,
     DeliverNotification,
+    DeploymentChoice,
     Expire,
     Invoke,
     MutateState,
@@ -59,6 +62,7 @@ from pyrestate.core.effects import (
     StartAttempt,
 )
 from pyrestate.core.ids import AwakeableId, IdError, InvocationId
+from pyrestate.core.journal_prefix import Prefix, copy_prefix
 from pyrestate.core.limits import MAX_DURATION_MS
 from pyrestate.core.model import (
     CallerRef,
@@ -454,7 +458,11 @@ class PartitionMachine:
             expires_at=st.completed_at + st.completion_retention,
         )
 
-    def _create(self, cmd: Invoke) -> None:
+    def _create(
+        self, cmd: Invoke, prefix: Prefix | None = None, deployment: str | None = None
+    ) -> None:
+        """A new invocation; ``prefix``: the journal it starts with (restart-as-new), else
+        its input alone."""
         st = InvocationStatus(
             id=cmd.invocation_id,
             target=cmd.target,
@@ -467,11 +475,23 @@ class PartitionMachine:
             execution_time=cmd.execution_time,
             completion_retention=cmd.retention.completion_ms,
             journal_retention=cmd.retention.journal_ms,
+            deployment_id=deployment,
         )
         self.invocations[st.id] = st
-        fresh = notif.input_entry(cmd.input, cmd.headers)
-        self._append(st, fresh)
-        st.command_count = 1
+        fresh: JournalEntry | None
+        if prefix is None:
+            fresh = notif.input_entry(cmd.input, cmd.headers)
+            self._append(st, fresh)
+            st.command_count = 1
+        else:
+            for entry in prefix.entries:
+                self._append(st, entry)
+            fresh = prefix.entries[0] if len(prefix.entries) == 1 else None
+            st.command_count = prefix.commands
+            st.completions_seen = set(prefix.completions)
+            st.signals_seen = set(prefix.signals)
+            self._changes.seen.extend((st.id, SEEN_COMPLETION, c) for c in prefix.completions)
+            self._changes.seen.extend((st.id, SEEN_SIGNAL, s) for s in prefix.signals)
         if cmd.reply is not None:
             self._effects.append(Reply(cmd.reply, st.id, pending=True))
         if cmd.execution_time is not None and cmd.execution_time > self._now:
@@ -949,43 +969,87 @@ class PartitionMachine:
     def _on_restart(self, cmd: RestartAsNew) -> None:
         st = self._get(cmd.invocation_id)
         new_id = None
+        pinned = None
         if st is None:
             outcome = ControlOutcome.NOT_FOUND
-        elif st.status in (Status.SCHEDULED, Status.INBOXED):
-            outcome = ControlOutcome.NOT_STARTED
-        elif not st.is_completed:
-            outcome = ControlOutcome.STILL_RUNNING
-        elif st.target.service_type is ServiceType.WORKFLOW:
-            outcome = ControlOutcome.UNSUPPORTED
         else:
-            journal = self._journals.get(st.id)
-            if journal is None:
-                journal = self._loader.journal(st.id, 1)
-            if st.journal_length == 0 or not journal:
-                outcome = ControlOutcome.MISSING_INPUT
-            else:
-                first = pb.InputCommandMessage.FromString(journal[0].body)
-                new_id = InvocationId(st.id.partition_key, cmd.uuid)
-                self._create(
-                    Invoke(
-                        new_id,
-                        st.target,
-                        first.value.content,
-                        headers=tuple((h.key, h.value) for h in first.headers),
-                        retention=Retention(st.completion_retention, st.journal_retention),
-                    )
-                )
-                outcome = ControlOutcome.DONE
+            outcome, new_id, pinned = self._restart(st, cmd)
         if cmd.reply is not None:
-            self._effects.append(Reply(cmd.reply, new_id, outcome=outcome))
+            self._effects.append(Reply(cmd.reply, new_id, outcome=outcome, pinned=pinned))
+
+    def _restart(
+        self, st: InvocationStatus, cmd: RestartAsNew
+    ) -> tuple[ControlOutcome, InvocationId | None, tuple[int, str] | None]:
+        """The checks of the official server, in its order, then the new invocation."""
+        if st.status in (Status.SCHEDULED, Status.INBOXED):
+            return ControlOutcome.NOT_STARTED, None, None
+        if not st.is_completed:
+            return ControlOutcome.STILL_RUNNING, None, None
+        if st.journal_length == 0:
+            return ControlOutcome.MISSING_INPUT, None, None
+        if st.target.service_type is ServiceType.WORKFLOW:
+            return ControlOutcome.UNSUPPORTED, None, None
+        choice = cmd.deployment
+        speaks = choice.speaks(st.deployment_id)
+        # Replaying a copied prefix needs the deterministic randomness of protocol 6.
+        if cmd.upto > 0 and (speaks is None or speaks < 6):
+            return ControlOutcome.UNSUPPORTED, None, None
+        deployment = st.deployment_id
+        if choice.wanted != KEEP_DEPLOYMENT:
+            refused, chosen, pinned = self._repin(st, choice)
+            if refused is not None:
+                return refused, None, pinned
+            if deployment is not None:
+                deployment = chosen
+        journal = self._journals.get(st.id)
+        if journal is None:
+            journal = self._loader.journal(st.id, st.journal_length)
+        if not journal:
+            return ControlOutcome.MISSING_INPUT, None, None
+        prefix = copy_prefix(journal, cmd.upto)
+        if prefix is None:
+            return ControlOutcome.COPY_RANGE_INVALID, None, None
+        first = pb.InputCommandMessage.FromString(journal[0].body)
+        new_id = InvocationId(st.id.partition_key, cmd.uuid)
+        invoke = Invoke(
+            new_id,
+            st.target,
+            first.value.content,
+            headers=tuple((h.key, h.value) for h in first.headers),
+            retention=Retention(st.completion_retention, st.journal_retention),
+        )
+        self._create(invoke, prefix, deployment)
+        return ControlOutcome.DONE, new_id, None
+
+    @staticmethod
+    def _repin(
+        st: InvocationStatus, choice: DeploymentChoice
+    ) -> tuple[ControlOutcome | None, str | None, tuple[int, str] | None]:
+        """The deployment ``choice`` names for ``st``, or why it cannot run there."""
+        chosen = choice.resolve(st.target.service)
+        if chosen is None:
+            return ControlOutcome.DEPLOYMENT_NOT_FOUND, None, None
+        speaks = choice.speaks(st.deployment_id)
+        _, lowest, highest = choice.protocols[chosen]
+        if speaks is not None and not lowest <= speaks <= highest:
+            return ControlOutcome.INCOMPATIBLE_DEPLOYMENT, None, (speaks, chosen)
+        return None, chosen, None
 
     # --- Operators: cancel, kill, purge, pause, resume
 
     def _on_control(self, cmd: Control) -> None:
         st = self._get(cmd.invocation_id)
-        outcome = ControlOutcome.NOT_FOUND if st is None else _CONTROLS[cmd.action](self, st)
+        pinned = None
+        if st is None:
+            outcome = ControlOutcome.NOT_FOUND
+        elif cmd.action is ControlAction.RESUME:
+            outcome, pinned = self._resume(st, cmd.deployment)
+        else:
+            outcome = _CONTROLS[cmd.action](self, st)
         if cmd.reply is not None:
-            self._effects.append(Reply(cmd.reply, cmd.invocation_id, outcome=outcome))
+            self._effects.append(
+                Reply(cmd.reply, cmd.invocation_id, outcome=outcome, pinned=pinned)
+            )
 
     def _cancel(self, st: InvocationStatus) -> ControlOutcome:
         if st.is_completed:
@@ -1004,13 +1068,16 @@ class PartitionMachine:
     def _kill(self, st: InvocationStatus) -> ControlOutcome:
         if st.is_completed:
             return ControlOutcome.COMPLETED
-        for child_id in self._children(st):
+        children = self._children(st)
+        if st.status is Status.INVOKED:
+            self._abort(st, _KILLED_FAILURE)
+        # Ended before its children, so that their results find it completed and stay out
+        # of its journal, as officially.
+        self._complete(st, _KILLED)
+        for child_id in children:
             child = self._get(child_id)
             if child is not None:
                 self._kill(child)
-        if st.status is Status.INVOKED:
-            self._abort(st, _KILLED_FAILURE)
-        self._complete(st, _KILLED)
         return ControlOutcome.DONE
 
     def _abort(self, st: InvocationStatus, failure: Failure) -> None:
@@ -1076,15 +1143,31 @@ class PartitionMachine:
         self._dirty(st)
         return ControlOutcome.DONE
 
-    def _resume(self, st: InvocationStatus) -> ControlOutcome:
+    def _resume(
+        self, st: InvocationStatus, choice: DeploymentChoice | None
+    ) -> tuple[ControlOutcome, tuple[int, str] | None]:
+        """Run a paused, suspended or backing-off invocation now, on ``choice``'s deployment."""
         if st.is_completed:
-            return ControlOutcome.COMPLETED
+            return ControlOutcome.COMPLETED, None
         if st.status in (Status.SCHEDULED, Status.INBOXED):
-            return ControlOutcome.NOT_STARTED
+            return ControlOutcome.NOT_STARTED, None
+        if choice is not None and choice.wanted != KEEP_DEPLOYMENT:
+            if st.deployment_id is None:
+                # Nothing pinned yet: its first attempt takes the latest anyway.
+                if choice.wanted != LATEST_DEPLOYMENT:
+                    return ControlOutcome.CANNOT_REPIN, None
+            else:
+                refused, chosen, pinned = self._repin(st, choice)
+                if refused is not None:
+                    return refused, pinned
+                if st.status is Status.INVOKED:
+                    return ControlOutcome.CANNOT_REPIN, None  # not in the middle of an attempt
+                st.deployment_id = chosen
+                self._dirty(st)
         if st.status is not Status.INVOKED:
             st.attempt_failures = 0  # a new run of attempts
             self._start_attempt(st)
-        return ControlOutcome.DONE
+        return ControlOutcome.DONE, None
 
     # --- Ingress queries
 
@@ -1112,7 +1195,6 @@ _CONTROLS = {
     ControlAction.PURGE: PartitionMachine._purge_completed,
     ControlAction.PURGE_JOURNAL: PartitionMachine._purge_journal,
     ControlAction.PAUSE: PartitionMachine._pause,
-    ControlAction.RESUME: PartitionMachine._resume,
 }
 
 _STATE_READS = frozenset(

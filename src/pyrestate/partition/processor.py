@@ -63,6 +63,7 @@ class Answer:
     previously: bool = False  # the request met an invocation that existed before it
     expires_at: int | None = None  # ``output`` is a stored completion kept until then
     outcome: str | None = None  # of a Control command
+    pinned: tuple[int, str] | None = None  # of an incompatible deployment (see Reply)
 
 
 class CommandRejected(Exception):
@@ -344,6 +345,7 @@ class PartitionProcessor:
                 reply.previously,
                 reply.expires_at,
                 reply.outcome,
+                reply.pinned,
             )
         )
 
