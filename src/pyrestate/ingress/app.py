@@ -278,7 +278,11 @@ class IngressApp:
             idempotency_key=idempotency_key,
             workflow_run=target.handler_type is HandlerType.WORKFLOW,
         )
-        passed = tuple((k, v) for k, v in headers.items() if _forwarded(k))
+        # As officially: the path asked for first, then the request's own headers.
+        passed = (
+            ("x-restate-ingress-path", scope["path"]),
+            *((k, v) for k, v in headers.items() if _forwarded(k)),
+        )
 
         def make(token: int) -> Invoke:
             return Invoke(
@@ -503,8 +507,9 @@ def _status_of(code: int) -> int:
 
 
 def _forwarded(name: str) -> bool:
-    # Hop-by-hop and transport headers stay here; the rest reaches the handler.
-    return name not in {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
+    # Hop-by-hop headers and the host stay here (the official passes the rest, the
+    # request's content-length included).
+    return name not in {"host", "connection", "transfer-encoding", "keep-alive"}
 
 
 def _headers(scope: Scope) -> dict[str, str]:
