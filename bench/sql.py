@@ -40,6 +40,7 @@ from pyrestate.query.tables import PartitionSource, RegistrySnapshot  # noqa: E4
 from pyrestate.storage.sqlite import _UPSERT, SqlitePartitionStore, _status_row  # noqa: E402
 
 DAY_MS = 86_400_000
+_JOURNAL_ROW = "INSERT INTO journal (id, idx, type, body, appended_at) VALUES (?, ?, ?, ?, ?)"
 _ACTIVE = [Status.INVOKED, Status.SUSPENDED, Status.INBOXED, Status.SCHEDULED, Status.BACKING_OFF]
 
 
@@ -56,7 +57,7 @@ def fill(path: Path, n: int) -> tuple[str, str]:
     ]
     ids: dict[str, str] = {}
     batch: list[tuple[object, ...]] = []
-    journal: list[tuple[bytes, int, int, bytes]] = []
+    journal: list[tuple[bytes, int, int, bytes, int]] = []
     db.execute("BEGIN")
     for i in range(n):
         svc, handler, key, ty, hty = services[i % 3]
@@ -91,18 +92,18 @@ def fill(path: Path, n: int) -> tuple[str, str]:
         )
         batch.append(_status_row(st))
         if i % 100 == 0:
-            journal.append((inv.to_bytes(), 0, 0x0400, b"\x12\x05\x0a\x03\x22x\x22"))
+            journal.append((inv.to_bytes(), 0, 0x0400, b"\x72\x05\x0a\x03\x22x\x22", created))
         if i == n // 2:
             ids["completed"] = str(inv)
         if active and status is Status.INVOKED:
             ids["running"] = str(inv)
         if len(batch) >= 50_000:
             db.executemany(_UPSERT, batch)
-            db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?)", journal)
+            db.executemany(_JOURNAL_ROW, journal)
             batch.clear()
             journal.clear()
     db.executemany(_UPSERT, batch)
-    db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?)", journal)
+    db.executemany(_JOURNAL_ROW, journal)
     db.executemany(
         "INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)",
         [("Counter", f"k{k}", b"count", str(k).encode()) for k in range(10_000)],

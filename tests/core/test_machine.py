@@ -89,7 +89,7 @@ class MemoryStore:
                 self.timers = {t for t in self.timers if t.invocation_id != inv.to_bytes()}
                 self.journal = {k: e for k, e in self.journal.items() if k[0] != inv}
         self.statuses.update({i: copy.deepcopy(st) for i, st in c.statuses.items()})
-        for inv, idx, entry in c.journal:
+        for inv, idx, entry, _at, _callee in c.journal:
             assert (inv, idx) not in self.journal, "journal index written twice"
             self.journal[(inv, idx)] = entry
         self.timers.update(c.timers_added)

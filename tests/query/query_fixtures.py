@@ -89,14 +89,14 @@ def fill(store: SqlitePartitionStore, extra_completed: int = 0) -> dict[str, Inv
     changes = Changes(statuses={st.id: st for st in statuses})
     entry = pb.InputCommandMessage()
     entry.value.content = b'"x"'
-    changes.journal.append(
-        (ids["completed"], 0, JournalEntry(MessageType.INPUT_COMMAND, entry.SerializeToString()))
-    )
     out = pb.OutputCommandMessage()
     out.value.content = b'"hi"'
-    changes.journal.append(
-        (ids["completed"], 1, JournalEntry(MessageType.OUTPUT_COMMAND, out.SerializeToString()))
-    )
+    first = JournalEntry(MessageType.INPUT_COMMAND, entry.SerializeToString())
+    last = JournalEntry(MessageType.OUTPUT_COMMAND, out.SerializeToString())
+    changes.journal += [
+        (ids["completed"], 0, first, T0, None),
+        (ids["completed"], 1, last, T0 + 5, None),
+    ]
     changes.state.append(StateOp("Counter", "k1", b"count", b"10"))
     changes.state.append(StateOp("Counter", "k2", b"raw", b"\xff\x00"))
     changes.promises[("Wf", "w1", "p")] = Promise(Output(value=b'"done"'))

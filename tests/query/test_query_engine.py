@@ -112,6 +112,10 @@ def test_statuses_as_the_official_view_shows_them(engine: QueryEngine, filled: F
     backing_off = got[str(filled.ids["backing_off"])]
     assert backing_off["retry_count"] == 3
     assert backing_off["last_failure"] == "[500 Internal] boom"  # as the official names it
+    # The SDK reported it (it named a command): the official's code for a handler's error.
+    assert backing_off["last_failure_error_code"] == "RT0007"
+    # The official fills these only for journals of protocol 3 and older.
+    assert not any(k.startswith("last_failure_related_entry") for k in backing_off)
     # The command the SDK named with its failure (a Run, 0x0411).
     related = {k: v for k, v in backing_off.items() if k.startswith("last_failure_related_command")}
     assert related == {
@@ -137,8 +141,19 @@ def test_state_journal_inbox_locks_promises(engine: QueryEngine, filled: Filled)
     inv = str(filled.ids["completed"])
     journal = rows(engine, f"SELECT * FROM sys_journal WHERE id = '{inv}' ORDER BY index")
     assert [j["entry_type"] for j in journal] == ["Command: Input", "Command: Output"]
-    assert journal[0]["version"] == 2 and journal[0]["raw"] == journal[0]["raw"].lower()
-    assert json.loads(journal[0]["entry_lite_json"]) == {"Command": {"Input": {}}}
+    first, last = journal
+    assert first["version"] == 2 and first["raw"] == first["raw"].lower()
+    assert first["name"] == "" and first["appended_at"] == "2026-11-22T06:10:23.812Z"
+    assert last["appended_at"] == "2026-11-22T06:10:23.817Z"
+    assert (
+        first["entry_json"]
+        == '{"Command":{"Input":{"headers":[],"payload":[34,120,34],"name":""}}}'
+    )
+    assert first["entry_lite_json"] == '{"Command":{"Input":{}}}'
+    assert last["entry_lite_json"] == '{"Command":{"Output":{"result":"Success"}}}'
+    # NULL in the official's rows of protocol 4+ journals, and so here.
+    legacy = {"completed", "invoked_id", "invoked_target", "sleep_wakeup_at", "promise_name"}
+    assert not legacy & set(first)
     (inbox,) = rows(engine, "SELECT * FROM sys_inbox")
     assert inbox["id"] == str(filled.ids["inboxed"]) and inbox["sequence_number"] == 3
     (lock,) = rows(engine, "SELECT * FROM sys_keyed_service_status")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyrestate.core.changes import SEEN_COMPLETION, SEEN_SIGNAL, Changes, StateOp
+from pyrestate.core.commands import Invoke, Retention
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import (
     CallerRef,
@@ -65,7 +67,10 @@ def test_a_committed_batch_reads_back_after_reopening(tmp_path: Path) -> None:
     store.commit(
         Changes(
             statuses={INV: st},
-            journal=[(INV, 0, JournalEntry(0x0400, b"in")), (INV, 1, JournalEntry(0x8011, b"r"))],
+            journal=[
+                (INV, 0, JournalEntry(0x0400, b"in"), 1, None),
+                (INV, 1, JournalEntry(0x8011, b"r"), 2, None),
+            ],
             state=[
                 StateOp("Obj", "k/1", b"a", b"1"),
                 StateOp("Obj", "k/1", b"b", b"2"),
@@ -142,6 +147,47 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_version_4_database_keeps_its_journal_without_append_times(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
+    db.executescript(schema._V1)
+    for step in schema._STEPS[:3]:
+        step(db)
+    db.execute("PRAGMA user_version = 4")
+    db.execute("INSERT INTO journal VALUES (?, 0, 1024, x'0102')", (INV.to_bytes(),))
+    db.close()
+    store = SqlitePartitionStore(tmp_path / "p.db")
+    assert store._writer.execute("PRAGMA user_version").fetchone()[0] == schema.LATEST
+    assert store.journal(INV, 1) == [JournalEntry(0x0400, b"\x01\x02")]
+    row = store._writer.execute("SELECT appended_at, callee FROM journal").fetchone()
+    assert row == (None, None)
+    store.close()
+
+
+def test_journal_rows_keep_when_they_were_appended_and_a_calls_callee(tmp_path: Path) -> None:
+    store = SqlitePartitionStore(tmp_path / "p.db")
+    target = Target("Obj", "run", "k", ServiceType.VIRTUAL_OBJECT, HandlerType.SHARED)
+    callee = Invoke(OTHER, target, b"", retention=Retention(1_000, 2_500))
+    store.commit(
+        Changes(
+            journal=[
+                (INV, 0, JournalEntry(0x0400, b"in"), 1_000, None),
+                (INV, 1, JournalEntry(0x040D, b"call"), 1_007, callee),
+            ]
+        )
+    )
+    rows = store._writer.execute("SELECT idx, appended_at, callee FROM journal ORDER BY idx")
+    (_, first_at, no_callee), (_, call_at, text) = rows.fetchall()
+    assert (first_at, no_callee, call_at) == (1_000, None, 1_007)
+    assert json.loads(text) == {
+        "id": str(OTHER),
+        "service_type": "virtual_object",
+        "handler_type": "shared",
+        "completion_retention": 1_000,
+        "journal_retention": 2_500,
+    }
+    store.close()
+
+
 def test_a_database_from_a_newer_pyrestate_is_refused(tmp_path: Path) -> None:
     SqlitePartitionStore(tmp_path / "p.db").close()
     db = sqlite3.connect(tmp_path / "p.db")
@@ -153,9 +199,9 @@ def test_a_database_from_a_newer_pyrestate_is_refused(tmp_path: Path) -> None:
 
 def test_a_journal_index_written_twice_is_an_error_not_an_overwrite(tmp_path: Path) -> None:
     store = SqlitePartitionStore(tmp_path / "p.db")
-    store.commit(Changes(journal=[(INV, 0, JournalEntry(0x0400, b"first"))]))
+    store.commit(Changes(journal=[(INV, 0, JournalEntry(0x0400, b"first"), 1, None)]))
     with pytest.raises(StorageError, match="twice"):
-        store.commit(Changes(journal=[(INV, 0, JournalEntry(0x0400, b"second"))]))
+        store.commit(Changes(journal=[(INV, 0, JournalEntry(0x0400, b"second"), 2, None)]))
     assert store.journal(INV, 1) == [JournalEntry(0x0400, b"first")]
     store.close()
 

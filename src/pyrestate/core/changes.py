@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pyrestate.core.commands import Invoke
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import (
     InvocationStatus,
@@ -16,6 +17,11 @@ from pyrestate.core.model import (
 
 SEEN_COMPLETION = 0
 SEEN_SIGNAL = 1
+
+# One appended journal entry: (invocation, index, entry, appended at (epoch ms, the
+# machine's clock), callee). The callee is the invocation a call or send started, kept for
+# introspection (sys_journal shows its id and target); None for every other entry.
+JournalAppend = tuple[InvocationId, int, JournalEntry, int, Invoke | None]
 
 
 @dataclass(slots=True)
@@ -34,7 +40,7 @@ class Changes:
     # Completed invocations whose retention ran out, found by storage's sweep: deleted
     # only if still completed.
     expired: list[InvocationId] = field(default_factory=list)
-    journal: list[tuple[InvocationId, int, JournalEntry]] = field(default_factory=list)
+    journal: list[JournalAppend] = field(default_factory=list)
     state: list[StateOp] = field(default_factory=list)
     timers_added: list[TimerKey] = field(default_factory=list)
     timers_removed: list[TimerKey] = field(default_factory=list)

@@ -540,10 +540,13 @@ class PartitionMachine:
 
     # --- Journal
 
-    def _append(self, st: InvocationStatus, entry: JournalEntry) -> int:
+    def _append(
+        self, st: InvocationStatus, entry: JournalEntry, callee: Invoke | None = None
+    ) -> int:
+        """Append ``entry`` (``callee``: the invocation a call or send starts)."""
         index = st.journal_length
         st.journal_length += 1
-        self._changes.journal.append((st.id, index, entry))
+        self._changes.journal.append((st.id, index, entry, self._now, callee))
         self._dirty(st)
         return index
 
@@ -587,7 +590,7 @@ class PartitionMachine:
         st.command_count += 1
         st.retry_count = 0  # progress: the SDK counts its retries since the last command
         st.last_progress_at = self._now
-        self._append(st, cmd.entry)
+        self._append(st, cmd.entry, cmd.callee)
         if cmd.requires_ack:
             self._effects.append(Ack(st.id, st.attempt, command_index))
         if handler is not None:

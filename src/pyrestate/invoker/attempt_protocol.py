@@ -181,17 +181,16 @@ def _flatten(fut: pb.Future, completions: set[int], signals: set[int | str]) -> 
 
 
 def _error(msg: pb.ErrorMessage) -> Errored:
-    related = None
-    if msg.HasField("related_command_index") or msg.HasField("related_command_name"):
-        # JSON, so introspection can show index, name and type in their own columns.
-        fields: dict[str, int | str] = {}
-        if msg.HasField("related_command_index"):
-            fields["index"] = msg.related_command_index
-        if msg.related_command_name:
-            fields["name"] = msg.related_command_name
-        if msg.HasField("related_command_type"):
-            fields["type"] = msg.related_command_type
-        related = json.dumps(fields)
+    # JSON, so introspection can show index, name and type in their own columns; always
+    # present ({} when the SDK named no command): it marks the failure as the handler's.
+    fields: dict[str, int | str] = {}
+    if msg.HasField("related_command_index"):
+        fields["index"] = msg.related_command_index
+    if msg.related_command_name:
+        fields["name"] = msg.related_command_name
+    if msg.HasField("related_command_type"):
+        fields["type"] = msg.related_command_type
+    related = json.dumps(fields)
     text = msg.message
     if msg.stacktrace:
         text = f"{text}\n{msg.stacktrace}"

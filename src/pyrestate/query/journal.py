@@ -1,4 +1,10 @@
-"""sys_journal columns of one stored entry (message type + protobuf body, as on the wire)."""
+"""sys_journal columns of one stored entry (message type + protobuf body, as on the wire).
+
+The official server fills, for journals of service protocol 4 and later, the entry's type,
+its name (commands only), its JSON forms (entry_json, entry_lite_json) and when it was
+appended; completed, invoked_id, invoked_target, sleep_wakeup_at and promise_name stay
+NULL there (they belong to the older journal format), and so they do here.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError
 
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.frames import (
@@ -15,6 +21,9 @@ from pyrestate.protocol.frames import (
     NOTIFICATION_RANGE,
     MessageType,
 )
+from pyrestate.query import notification_json
+from pyrestate.query.command_json import COMMANDS
+from pyrestate.query.entry_values import BadEntry
 
 # Notification types whose name differs from their command's (the rest share it).
 _NOTIFICATION_NAMES = {
@@ -41,76 +50,67 @@ def entry_kind(entry_type: int) -> tuple[str, str] | None:
     return None
 
 
-@dataclass(slots=True)
+def entry_type_name(entry_type: int) -> str | None:
+    """The entry_type column: "Command: Run", "Notification: CallInvocationId", ..."""
+    kind = entry_kind(entry_type)
+    return f"{kind[0]}: {kind[1]}" if kind is not None else None
+
+
+@dataclass(frozen=True, slots=True)
 class EntryView:
     entry_type: str | None
     name: str | None
-    invoked_target: str | None
-    sleep_wakeup_at: int | None
-    promise_name: str | None
     entry_json: str | None
     entry_lite_json: str | None
 
 
-def _plain(msg: Message) -> dict[str, Any]:
-    """Fields set on ``msg`` as JSON values (bytes as arrays of numbers, as officially)."""
-    out: dict[str, Any] = {}
-    for fd, value in msg.ListFields():
-        if fd.is_repeated:
-            out[fd.name] = [_value(v) for v in value]
-        else:
-            out[fd.name] = _value(value)
-    return out
+_NOTHING = EntryView(None, None, None, None)
 
 
-def _value(v: Any) -> Any:
-    if isinstance(v, Message):
-        return _plain(v)
-    if isinstance(v, bytes):
-        return list(v)
-    return v
+def _text(value: Any) -> str:
+    # serde_json's compact form: no spaces, non-ASCII as is.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def describe(entry_type: int, body: bytes) -> EntryView:
+def describe(entry_type: int, body: bytes, callee: str | None = None) -> EntryView:
+    """The columns of one entry; ``callee``: what storage keeps of a call's callee (JSON).
+
+    As the official: no JSON for an entry it could not decode; no name either unless the
+    full form decodes (it takes the name from there, after the lite form succeeded).
+    """
     kind = entry_kind(entry_type)
     if kind is None:
-        return EntryView(None, None, None, None, None, None, None)
+        return _NOTHING
     group, name = kind
-    cls = MESSAGE_CLASSES.get(entry_type) if group == "Command" else pb.NotificationTemplate
-    msg: Message | None = None
-    if cls is not None:
-        msg = cls()
-        try:
-            msg.ParseFromString(body)
-        except Exception:  # a damaged entry still gets a row, without its details
-            msg = None
-    fields = _plain(msg) if msg is not None else {}
-    entry_name = fields.get("name", "") if group == "Command" else None
-    target = None
-    if entry_type in (MessageType.CALL_COMMAND, MessageType.ONE_WAY_CALL_COMMAND):
-        key = fields.get("key")
-        svc, handler = fields.get("service_name", ""), fields.get("handler_name", "")
-        target = f"{svc}/{key}/{handler}" if key else f"{svc}/{handler}"
-    wake = fields.get("wake_up_time") if entry_type == MessageType.SLEEP_COMMAND else None
-    promise = None
-    if entry_type in (
-        MessageType.GET_PROMISE_COMMAND,
-        MessageType.PEEK_PROMISE_COMMAND,
-        MessageType.COMPLETE_PROMISE_COMMAND,
-    ):
-        promise = fields.get("key")
+    shown = f"{group}: {name}"
+    cls = MESSAGE_CLASSES[entry_type] if group == "Command" else pb.NotificationTemplate
+    try:
+        msg = cls.FromString(body)
+    except DecodeError:
+        return EntryView(shown, None, None, None)
     if group == "Command":
-        full = {"Command": {name: fields}}
-        lite: dict[str, Any] = {"Command": {name: {}}}
+        full, lite = COMMANDS[entry_type]
+        args: tuple[Any, ...] = (msg, json.loads(callee) if callee is not None else None)
     else:
-        full = {"Notification": {"ty": name, **fields}}
-        lite = {"Notification": {"ty": name}}
+        full, lite = notification_json.full, notification_json.lite
+        args = (entry_type, name, msg)
+    try:
+        lite_json = lite(*args)
+    except BadEntry:
+        return EntryView(shown, None, None, None)
+    try:
+        full_json = full(*args)
+    except BadEntry:
+        return EntryView(shown, None, None, _text(_wrap(group, name, lite_json)))
+    entry_name = full_json["name"] if group == "Command" else None
     return EntryView(
-        entry_type=f"{group}: {name}",
-        name=entry_name,
-        invoked_target=target,
-        sleep_wakeup_at=wake,
-        promise_name=promise,
-        entry_json=json.dumps(full, separators=(",", ":"), ensure_ascii=False),
-        entry_lite_json=json.dumps(lite, separators=(",", ":")),
+        shown,
+        entry_name,
+        _text(_wrap(group, name, full_json)),
+        _text(_wrap(group, name, lite_json)),
     )
+
+
+def _wrap(group: str, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+    # Notification builders give their whole form (its nesting depends on the type).
+    return {"Command": {name: fields}} if group == "Command" else fields

@@ -1,11 +1,11 @@
-"""What a query reads from each table: columns, simple predicates and a row limit.
+"""What a query reads from each table: columns, simple predicates, a row limit, groups.
 
 The query is planned against empty tables with the official schemas; the optimized
 logical plan then tells, for every scan of a table, which columns it reads, which filter
-sits directly on top of it and whether a LIMIT reached it. Only conjunctions of simple
-comparisons between a column and literals are kept: they narrow what storage returns,
-and DataFusion applies the whole query again to those rows, so a predicate left out
-only costs reading more rows, never a wrong answer.
+sits directly on top of it, whether a LIMIT reached it and whether it feeds an aggregate
+directly. Only conjunctions of simple comparisons between a column and literals are
+kept: they narrow what storage returns, and DataFusion applies the whole query again to
+those rows, so a predicate left out only costs reading more rows, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -29,14 +29,25 @@ class Atom:
     values: tuple[Any, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    """An aggregate right above a scan (and its filter) that storage can do part of:
+    GROUP BY ``keys`` (columns), computing only count, min and max of columns."""
+
+    keys: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class Scan:
     columns: list[str]
     atoms: list[Atom]
     limit: int | None
+    # Whether every predicate of the filter on this scan became an atom.
+    complete: bool = True
     # A LIMIT right above the filter on this scan: it holds for storage too if every
     # predicate of the filter is translated exactly.
     limit_if_exact: int | None = None
+    grouping: Grouping | None = None
 
 
 @dataclass(slots=True)
@@ -48,6 +59,9 @@ class TableRead:
     alternatives: list[list[Atom]] = field(default_factory=list)
     limit: int | None = None
     limit_if_exact: int | None = None
+    # The only scan feeds an aggregate that storage may do part of, provided the atoms
+    # are the whole filter and are translated exactly.
+    grouping: Grouping | None = None
 
 
 class PlanTooDeep(ValueError):
@@ -60,7 +74,7 @@ MAX_DEPTH = 500  # plan and expression nesting beyond this is refused, not recur
 def table_reads(plan: LogicalPlan, known: set[str]) -> dict[str, TableRead]:
     """The reads of the tables in ``known`` that ``plan`` scans."""
     scans: dict[str, list[Scan]] = {}
-    _walk(plan, None, None, known, scans, 0)
+    _walk(plan, _Above(), known, scans, 0)
     reads: dict[str, TableRead] = {}
     for name, found in scans.items():
         read = TableRead()
@@ -69,6 +83,7 @@ def table_reads(plan: LogicalPlan, known: set[str]) -> dict[str, TableRead]:
             read.alternatives.append(s.atoms)
         if len(found) == 1:
             read.limit_if_exact = found[0].limit_if_exact
+            read.grouping = found[0].grouping
             if not found[0].atoms:
                 read.limit = found[0].limit
         if any(not alt for alt in read.alternatives):
@@ -84,13 +99,17 @@ def _table_of(scan: Any, known: set[str]) -> str | None:
     return table if table in known else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Above:
+    """What the nodes above hand down to a scan."""
+
+    filter: Expr | None = None  # the predicate of a filter right above the scan
+    limit: int | None = None  # a LIMIT that reaches down to that filter
+    grouping: Grouping | None = None  # an aggregate right above that filter or the scan
+
+
 def _walk(
-    plan: LogicalPlan,
-    parent_filter: Expr | None,
-    limit_above: int | None,
-    known: set[str],
-    scans: dict[str, list[Scan]],
-    depth: int,
+    plan: LogicalPlan, above: _Above, known: set[str], scans: dict[str, list[Scan]], depth: int
 ) -> None:
     if depth > MAX_DEPTH:
         raise PlanTooDeep("the query is nested too deeply")
@@ -99,12 +118,7 @@ def _walk(
     if kind == "TableScan":
         name = _table_of(node, known)
         if name is not None:
-            atoms: list[Atom] = []
-            for e in [*node.filters(), *([parent_filter] if parent_filter is not None else [])]:
-                atoms.extend(_atoms(e))
-            columns = [c for _, c in node.projection()]
-            exact = limit_above if parent_filter is not None else None
-            scans.setdefault(name, []).append(Scan(columns, atoms, node.fetch(), exact))
+            scans.setdefault(name, []).append(_scan(node, above))
         return
     predicate = node.predicate() if kind == "Filter" else None
     # A limit passes down through row-preserving nodes to a filter right above a scan.
@@ -112,13 +126,80 @@ def _walk(
     if kind == "Limit" and node.fetch() is not None:
         limit = _limit_value(node)
     elif kind in ("Projection", "SubqueryAlias", "Filter"):
-        limit = limit_above
+        limit = above.limit
+    grouping = _grouping(node) if kind == "Aggregate" else None
     for child in plan.inputs():
+        child_kind = type(child.to_variant()).__name__
         # A filter counts only for the scan right below it (not across a limit, a join...).
-        below_scan = type(child.to_variant()).__name__ == "TableScan"
-        below = predicate if below_scan else None
-        passed = limit if kind != "Filter" or below_scan else None
-        _walk(child, below, passed, known, scans, depth + 1)
+        below_scan = child_kind == "TableScan"
+        # An aggregate reaches a scan right below it, or below its one filter, through a
+        # projection that only drops columns.
+        if kind == "Aggregate" and child_kind in ("TableScan", "Filter", "Projection"):
+            child_grouping = grouping
+        elif kind == "Projection" and child_kind in ("TableScan", "Filter"):
+            child_grouping = above.grouping if _only_columns(node) else None
+        else:
+            child_grouping = above.grouping if kind == "Filter" and below_scan else None
+        below = _Above(
+            predicate if below_scan else None,
+            limit if kind != "Filter" or below_scan else None,
+            child_grouping,
+        )
+        _walk(child, below, known, scans, depth + 1)
+
+
+def _only_columns(projection: Any) -> bool:
+    return all(_column(e) is not None for e in projection.projections())
+
+
+def _scan(node: Any, above: _Above) -> Scan:
+    atoms: list[Atom] = []
+    complete = True
+    for e in [*node.filters(), *([above.filter] if above.filter is not None else [])]:
+        for c in _conjuncts(e):
+            atom = _atom(c)
+            if atom is None:
+                complete = False
+            else:
+                atoms.append(atom)
+    columns = [c for _, c in node.projection()]
+    return Scan(
+        columns,
+        atoms,
+        node.fetch(),
+        complete,
+        above.limit if above.filter is not None and complete else None,
+        above.grouping if complete else None,
+    )
+
+
+# Aggregate functions storage computes by group (with the number of rows of each group,
+# that is all DataFusion needs to compute them again over stand-in rows).
+_BY_GROUP = ("count", "min", "max")
+
+
+def _grouping(node: Any) -> Grouping | None:
+    """The aggregate as a Grouping, None unless it groups by columns and computes only
+    count, min and max of columns (count also of a literal: every row)."""
+    keys = []
+    for g in node.group_by_exprs():
+        column = _column(g)
+        if column is None:
+            return None
+        keys.append(column)
+    for e in node.aggregate_exprs():
+        v = _variant(e)
+        if type(v).__name__ != "AggregateFunction" or v.is_distinct():
+            return None
+        name, args = v.aggregate_type(), v.args()
+        if name not in _BY_GROUP or len(args) != 1:
+            return None
+        # A FILTER (WHERE ...) or ORDER BY clause shows only in the name.
+        if e.canonical_name() != f"{name}({args[0].canonical_name()})":
+            return None
+        if _column(args[0]) is None and not (name == "count" and _literal(args[0])[0]):
+            return None
+    return Grouping(tuple(keys))
 
 
 def _limit_value(node: Any) -> int | None:
@@ -137,28 +218,27 @@ def _limit_value(node: Any) -> int | None:
 def _conjuncts(e: Expr, depth: int = 0) -> list[Expr]:
     if depth > MAX_DEPTH:
         raise PlanTooDeep("the query is nested too deeply")
-    v = e.to_variant()
+    v = _variant(e)
     if type(v).__name__ == "BinaryExpr" and v.op().upper() == "AND":
         return _conjuncts(v.left(), depth + 1) + _conjuncts(v.right(), depth + 1)
     return [e]
 
 
-def _atoms(e: Expr) -> list[Atom]:
-    out = []
-    for c in _conjuncts(e):
-        atom = _atom(c)
-        if atom is not None:
-            out.append(atom)
-    return out
+def _variant(e: Expr) -> Any:
+    """The expression's node, None for those the bindings cannot show (scalar functions...)."""
+    try:
+        return e.to_variant()
+    except Exception:
+        return None
 
 
 def _column(e: Expr) -> str | None:
-    v = e.to_variant()
+    v = _variant(e)
     return v.name() if type(v).__name__ == "Column" else None
 
 
 def _literal(e: Expr) -> tuple[bool, Any]:
-    v = e.to_variant()
+    v = _variant(e)
     if type(v).__name__ != "Literal":
         return False, None
     try:
@@ -171,10 +251,7 @@ def _literal(e: Expr) -> tuple[bool, Any]:
 
 
 def _atom(e: Expr) -> Atom | None:
-    try:
-        v = e.to_variant()
-    except Exception:  # variants the bindings cannot show (e.g. scalar functions)
-        return None
+    v = _variant(e)
     kind = type(v).__name__
     if kind == "BinaryExpr":
         op = v.op().upper()
@@ -208,10 +285,7 @@ def _or_of_equalities(e: Expr) -> Atom | None:
         if len(stack) + len(values) > 10_000:
             return None
         item = stack.pop()
-        try:
-            v = item.to_variant()
-        except Exception:
-            return None
+        v = _variant(item)
         if type(v).__name__ != "BinaryExpr":
             return None
         op = v.op().upper()

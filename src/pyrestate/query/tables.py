@@ -4,24 +4,25 @@ Each SQLite-backed table is described column by column (an SQL expression over t
 partition's tables and an optional conversion in Python) and by the predicates it can
 translate to SQL. A read runs over every partition store given, with the pushed-down
 predicates and limit, in chunks, and yields Arrow record batches of only the columns
-asked for.
+asked for (for an aggregate that SQLite can do part of, stand-in rows: see grouped.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from pyrestate.core.ids import IdError, InvocationId, partition_key_of
-from pyrestate.query.journal import EntryView, describe, entry_kind
+from pyrestate.query import grouped
+from pyrestate.query.journal import EntryView, describe, entry_kind, entry_type_name
 from pyrestate.query.pushdown import Atom, TableRead
 from pyrestate.query.schema import SCHEMAS
 
@@ -118,9 +119,10 @@ def _invoked_by_id(text: str) -> str | None:
     return caller[0] if caller is not None else None
 
 
-@lru_cache(maxsize=4096)
-def _entry(entry_type: int, body: bytes) -> EntryView:
-    return describe(entry_type, body)
+@functools.lru_cache(maxsize=4096)
+def _entry(entry_type: int, body: bytes, callee: str | None) -> EntryView:
+    # Cached: a row asks for several columns of the same entry.
+    return describe(entry_type, body, callee)
 
 
 def _sql_text(value: str) -> str:
@@ -186,24 +188,22 @@ def _id_translate(sql: str) -> Translate:
 
 
 def _status_translate(shown: dict[str, tuple[str, ...]]) -> Translate:
-    """Statuses as shown -> stored; literals inline so SQLite can use its partial index."""
+    """Statuses as shown -> stored, always as those that are (``!=`` as the others), so
+    that SQLite finds them by ranges of an index; literals inline, with the partial
+    index's own term when completed ones are left out."""
+    everything = [s for stored in shown.values() for s in stored]
 
     def translate(a: Atom) -> Where | None:
         if a.op not in ("=", "in", "!=", "not in"):
             return None
-        stored: list[str] = []
-        for v in a.values:
-            stored.extend(shown.get(v, ()) if isinstance(v, str) else ())
-        positive = a.op in ("=", "in")
+        named = [s for v in a.values if isinstance(v, str) for s in shown.get(v, ())]
+        stored = named if a.op in ("=", "in") else [s for s in everything if s not in named]
         if not stored:
-            return ("0", []) if positive else None
-        if positive:
-            listed = ", ".join(_sql_text(s) for s in stored)
-            clause = f"status IN ({listed})"
-            if "completed" not in stored:
-                clause += " AND status != 'completed'"
-            return clause, []
-        return " AND ".join(f"status != {_sql_text(s)}" for s in stored), []
+            return "0", []
+        clause = f"status IN ({', '.join(_sql_text(s) for s in stored)})"
+        if "completed" not in stored:
+            clause += " AND status != 'completed'"
+        return clause, []
 
     return translate
 
@@ -233,10 +233,15 @@ def _target_translate(a: Atom) -> Where | None:
 class Col:
     sql: tuple[str, ...]  # expressions selected for this column
     post: Callable[..., Any] | None = None  # values of ``sql`` -> shown value
+    # What storage groups by for this column (see grouped.py) when not ``sql``: the stored
+    # column that ``sql`` is computed from, so that SQLite can follow an index's order.
+    group: tuple[str, ...] | None = None
 
 
-def _c(*sql: str, post: Callable[..., Any] | None = None) -> Col:
-    return Col(sql, post)
+def _c(
+    *sql: str, post: Callable[..., Any] | None = None, group: tuple[str, ...] | None = None
+) -> Col:
+    return Col(sql, post, group)
 
 
 def _related(field: str, post: Callable[..., Any] | None = None) -> Col:
@@ -249,6 +254,10 @@ def _related(field: str, post: Callable[..., Any] | None = None) -> Col:
         ),
         post=post,
     )
+
+
+def _entry_column(name: str) -> Col:
+    return _c("type", "body", "callee", post=lambda t, b, c: getattr(_entry(t, bytes(b), c), name))
 
 
 def _command_type(value: int | None) -> str | None:
@@ -326,9 +335,19 @@ class SqliteTable(Table):
         if exact and read.limit_if_exact is not None:
             remaining = read.limit_if_exact
         extra = _extra_posts(self.name, registry)
+        by_group = None
+        if read.grouping is not None and exact and names and read.limit is None:
+            no_post = {n for n in names if self.columns[n].post is None and n not in extra}
+            source_sql = f"{self.from_sql} WHERE {where}"
+            by_group = grouped.plan(self.columns, names, read.grouping.keys, source_sql, no_post)
         for source in sources:
             db = source.db()
             if db is None:
+                continue
+            if by_group is not None:
+                convert = functools.partial(self._batch, extra=extra)
+                cursor = db.execute(by_group.sql, params)
+                yield from grouped.batches(cursor, by_group, names, self.schema, convert)
                 continue
             if remaining is not None and remaining <= 0:
                 return
@@ -423,6 +442,16 @@ _CODE_NAME = (
 )
 
 
+# The official's documentation code of an attempt's failure: RT0016 a journal mismatch,
+# RT0012 a protocol violation, RT0007 any other error the handler reported. Errors the
+# SDK reported carry their related command as JSON ({} when it named none); the server's
+# own (a connection refused, a bad answer) carry none and get no code here.
+_DOC_CODE = (
+    "CASE last_failure_code WHEN 570 THEN 'RT0016' WHEN 571 THEN 'RT0012' "
+    "ELSE CASE WHEN json_valid(last_failure_related) THEN 'RT0007' END END"
+)
+
+
 def _when(condition: str, sql: str) -> str:
     return f"CASE WHEN {condition} THEN {sql} END"
 
@@ -493,7 +522,9 @@ def _invocation_columns(version: str) -> dict[str, Col]:
                 f"'[' || last_failure_code || {_CODE_NAME} || '] ' || last_failure_message",
             )
         ),
-        "last_failure_error_code": NULL,
+        "last_failure_error_code": _c(
+            _when(f"{_ACTIVE_STATE} AND last_failure_code IS NOT NULL", _DOC_CODE)
+        ),
         "last_failure_related_command_index": _related("index"),
         "last_failure_related_command_name": _related("name"),
         "last_failure_related_command_type": _related("type", post=_command_type),
@@ -556,14 +587,20 @@ def build_tables(restate_version: str) -> dict[str, Table]:
             "sys_invocation",
             "invocation",
             "1",
-            _restrict(inv, SCHEMAS["sys_invocation"].names, status=_c(shown_status)),
+            _restrict(
+                inv, SCHEMAS["sys_invocation"].names, status=_c(shown_status, group=("status",))
+            ),
             _invocation_translate(_VIEW_STATUS),
         ),
         SqliteTable(
             "sys_invocation_status",
             "invocation",
             "1",
-            _restrict(inv, SCHEMAS["sys_invocation_status"].names, status=_c(raw_status)),
+            _restrict(
+                inv,
+                SCHEMAS["sys_invocation_status"].names,
+                status=_c(raw_status, group=("status",)),
+            ),
             _invocation_translate(_RAW_STATUS),
         ),
         SqliteTable(
@@ -615,25 +652,26 @@ def build_tables(restate_version: str) -> dict[str, Table]:
                 "partition_key": _c("id", post=_id_pk),
                 "id": _c("id", post=_id_text),
                 "index": _c("idx"),
-                "entry_type": _c("type", "body", post=lambda t, b: _entry(t, b).entry_type),
-                "name": _c("type", "body", post=lambda t, b: _entry(t, b).name),
+                "entry_type": _c("type", post=entry_type_name),
+                "name": _entry_column("name"),
+                # The official leaves these NULL for journals of protocol 4 and later.
                 "completed": NULL,
                 "invoked_id": NULL,
-                "invoked_target": _c("type", "body", post=lambda t, b: _entry(t, b).invoked_target),
-                "sleep_wakeup_at": _c(
-                    "type", "body", post=lambda t, b: _entry(t, b).sleep_wakeup_at
-                ),
-                "promise_name": _c("type", "body", post=lambda t, b: _entry(t, b).promise_name),
+                "invoked_target": NULL,
+                "sleep_wakeup_at": NULL,
+                "promise_name": NULL,
                 "raw": _c("body"),
                 "raw_length": _c("length(body)"),
                 "version": _c("2"),
-                "entry_json": _c("type", "body", post=lambda t, b: _entry(t, b).entry_json),
-                "entry_lite_json": _c(
-                    "type", "body", post=lambda t, b: _entry(t, b).entry_lite_json
-                ),
-                "appended_at": NULL,
+                "entry_json": _entry_column("entry_json"),
+                "entry_lite_json": _entry_column("entry_lite_json"),
+                "appended_at": _c("appended_at"),
             },
-            {"id": _id_translate("id"), "index": _plain("idx", "int")},
+            {
+                "id": _id_translate("id"),
+                "index": _plain("idx", "int"),
+                "appended_at": _plain("appended_at", "ms"),
+            },
         ),
         SqliteTable(
             "state",

@@ -124,6 +124,17 @@ CREATE TABLE state_mutation (
 """
 
 
+# Version 5: when each journal entry was appended, and for calls and sends the callee they
+# started (its id, type and retention: what sys_journal shows of a call besides its body);
+# invocations by service and status, covering what introspection counts per handler (a
+# service's invocations in some statuses are index ranges, not a scan of the table).
+_V4_TO_V5 = """
+ALTER TABLE journal ADD COLUMN appended_at INTEGER;
+ALTER TABLE journal ADD COLUMN callee TEXT;
+CREATE INDEX invocation_target ON invocation(service, status, handler, created_at);
+"""
+
+
 def _seen_to_rows(db: sqlite3.Connection) -> None:
     """Version 1 kept seen ids as JSON in the invocation row; move them to their table."""
     rows = db.execute("SELECT id, seen FROM invocation WHERE status != 'completed'").fetchall()
@@ -156,11 +167,16 @@ def _migrate_3_to_4(db: sqlite3.Connection) -> None:
     _run(db, _V3_TO_V4)
 
 
+def _migrate_4_to_5(db: sqlite3.Connection) -> None:
+    _run(db, _V4_TO_V5)
+
+
 # _STEPS[n] takes a database from version n + 1 to n + 2.
 _STEPS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_1_to_2,
     _migrate_2_to_3,
     _migrate_3_to_4,
+    _migrate_4_to_5,
 ]
 LATEST = len(_STEPS) + 1
 

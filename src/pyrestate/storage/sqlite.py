@@ -14,6 +14,7 @@ from collections.abc import Iterable, Set
 from pathlib import Path
 
 from pyrestate.core.changes import SEEN_COMPLETION, Changes
+from pyrestate.core.commands import Invoke
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import (
     CallerRef,
@@ -105,6 +106,21 @@ def _callers_text(callers: tuple[CallerRef, ...]) -> str:
 def _callers_from(text: str) -> tuple[CallerRef, ...]:
     # [id, completion] (schema 1), [id, completion, life] (2), [..., kind] (3)
     return tuple(CallerRef(InvocationId.parse(c[0]), *c[1:]) for c in json.loads(text))
+
+
+def _callee_text(callee: Invoke | None) -> str | None:
+    if callee is None:
+        return None
+    target = callee.target
+    return json.dumps(
+        {
+            "id": str(callee.invocation_id),
+            "service_type": target.service_type.value,
+            "handler_type": target.handler_type and target.handler_type.value,
+            "completion_retention": callee.retention.completion_ms,
+            "journal_retention": callee.retention.journal_ms,
+        }
+    )
 
 
 def _metadata_text(failure: Failure) -> str | None:
@@ -272,8 +288,12 @@ class SqlitePartitionStore:
         if c.journal:
             try:
                 db.executemany(
-                    "INSERT INTO journal (id, idx, type, body) VALUES (?, ?, ?, ?)",
-                    [(i.to_bytes(), idx, e.type, e.body) for i, idx, e in c.journal],
+                    "INSERT INTO journal (id, idx, type, body, appended_at, callee) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (i.to_bytes(), idx, e.type, e.body, at, _callee_text(callee))
+                        for i, idx, e, at, callee in c.journal
+                    ],
                 )
             except sqlite3.IntegrityError as e:
                 # An entry index written twice means the machine lost count: never overwrite.
