@@ -36,3 +36,9 @@ fi
 if ! command -v psql >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq postgresql-client
 fi
+
+# Chromium, which the web UI's browser tests drive through Playwright (Debian's build:
+# Playwright never downloads a browser of its own here).
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && apt-get install -y -qq chromium
+fi

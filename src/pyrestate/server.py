@@ -29,6 +29,7 @@ from pyrestate.query.routes import add_query_routes, registry_snapshot
 from pyrestate.query.service import QueryService
 from pyrestate.schemas import RegistryHolder, SchemaView
 from pyrestate.storage.sqlite import SqlitePartitionStore
+from pyrestate.ui.routes import add_ui_routes
 
 log = logging.getLogger("pyrestate")
 
@@ -72,6 +73,7 @@ class Server:
             lambda sql: self.query.query(sql, as_json=False), server_version=_PG_VERSION
         )
         add_state_routes(self.admin, self.partition, self.registry)
+        add_ui_routes(self.admin, ingress_url=self._ingress_url())
         self._http: list[uvicorn.Server] = []
         self._loops: list[asyncio.Task[None]] = []
 

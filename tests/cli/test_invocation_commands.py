@@ -94,7 +94,7 @@ def test_list_describe_kv_and_sql(
     # describe: the invocation and its journal (input, state, output entries).
     shown = run(server, "invocations", "describe", added).stdout
     assert added in shown and "Counter/k/add" in shown and "completed" in shown
-    assert "Input" in shown
+    assert "Command: Input" in shown and "Command: SetState" in shown and "key: count" in shown
     described = run_json(server, "invocations", "describe", napping)
     assert described["invocation"]["target"] == "Child/nap"
     assert [e["index"] for e in described["journal"]][:1] == [0]

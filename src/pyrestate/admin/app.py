@@ -144,7 +144,8 @@ class AdminApp:
         It is also served under the version prefixes; ``{name}`` segments arrive
         percent-decoded in ``Request.params``.
         """
-        segments = tuple(path.strip("/").split("/"))
+        # A trailing slash stays part of the path: "/ui/" is not "/ui".
+        segments = tuple(path.lstrip("/").split("/"))
         self._routes.append(Route(method.upper(), segments, handler))
 
     # --- ASGI

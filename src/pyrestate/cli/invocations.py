@@ -9,6 +9,7 @@ import typer
 from pyrestate.cli import render
 from pyrestate.cli.admin_client import DEFAULT_ADMIN_URL, AdminClient, CliError, sql_literal
 from pyrestate.cli.common import AdminUrl, JsonOutput, admin
+from pyrestate.ui import timeline
 
 invocations = typer.Typer(no_args_is_help=True, help="Invocations: list, inspect, control")
 
@@ -31,17 +32,10 @@ DESCRIBE_COLUMNS = (
     "completion_result",
     "completion_failure",
 )
-JOURNAL_COLUMNS = (
-    "index",
-    "entry_type",
-    "name",
-    "completed",
-    "invoked_id",
-    "invoked_target",
-    "sleep_wakeup_at",
-    "promise_name",
-    "appended_at",
-)
+JOURNAL_COLUMNS = ("index", "entry_type", "name", "appended_at", "entry_json")
+# The journal as `describe` prints it: a step per command, its answer folded in.
+STEP_COLUMNS = ("index", "entry", "name", "appended_at", "details")
+DETAIL_WIDTH = 60  # characters of a payload shown in the table
 
 
 @invocations.command("list")
@@ -97,7 +91,32 @@ def describe(
     out.print(render.details((_label(c), found[0].get(c)) for c in DESCRIBE_COLUMNS))
     out.print()
     out.print(f"Journal ({len(journal)} entries):", highlight=False)
-    out.print(render.table(journal, JOURNAL_COLUMNS, drop_empty=True))
+    out.print(render.table(_steps(journal), STEP_COLUMNS, drop_empty=True))
+
+
+def _steps(journal: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the journal table: what each step sent and got, in a line (as the official
+    CLI shows a call's target, a sleep's wake-up time, a state key)."""
+    appended = {row["index"]: row.get("appended_at") for row in journal}
+    rows = []
+    for step in timeline.build(journal):
+        details = []
+        for d in (*step.sent, *step.result):
+            value = d.invocation or (d.shown.text if d.shown is not None else d.text)
+            value = " ".join(value.split())
+            if len(value) > DETAIL_WIDTH:
+                value = value[: DETAIL_WIDTH - 1] + "…"
+            details.append(f"{d.label}: {value}")
+        rows.append(
+            {
+                "index": step.index,
+                "entry": f"{step.kind}: {step.type}",
+                "name": step.name,
+                "appended_at": appended.get(step.index),
+                "details": "; ".join(details),
+            }
+        )
+    return rows
 
 
 def _label(column: str) -> str:
