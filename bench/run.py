@@ -293,17 +293,20 @@ def _system_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / procstat.CLK_TCK
 
 
-def sampler(server: Server, service: Proc) -> Callable[[], dict[str, float]]:
+def sampler(server: Server, service: Proc | None) -> Callable[[], dict[str, float]]:
+    """CPU seconds so far; ``service`` None: the services run inside the server."""
+
     def sample() -> dict[str, float]:
         out = {
             "wall": time.monotonic(),
             "server": procstat.tree_cpu_seconds(server.proc.pid),
-            "service": procstat.tree_cpu_seconds(service.pid),
+            "service": procstat.tree_cpu_seconds(service.pid) if service else 0.0,
             "loadgen": procstat.self_cpu_seconds(),
             "machine": _system_busy_seconds(),
         }
-        for pid, cpu in procstat.per_process_cpu_seconds(service.pid).items():
-            out[f"service_pid_{pid}"] = cpu
+        if service is not None:
+            for pid, cpu in procstat.per_process_cpu_seconds(service.pid).items():
+                out[f"service_pid_{pid}"] = cpu
         return out
 
     return sample
@@ -364,7 +367,7 @@ def _loads(body: bytes) -> Any:
 class Runner:
     """Runs the workloads against one started server + service."""
 
-    def __init__(self, cfg: Config, server: Server, service: Proc) -> None:
+    def __init__(self, cfg: Config, server: Server, service: Proc | None) -> None:
         self.cfg = cfg
         self.server = server
         self.service = service
@@ -388,9 +391,14 @@ class Runner:
                 break
         return {"quiet_wait_s": time.monotonic() - start, "other_cores_before": other}
 
-    async def closed(self, make: loadgen.MakeRequest, duration: float | None = None) -> LoadResult:
-        self.service.check()
+    def check(self) -> None:
+        """Both processes still alive (raises otherwise)."""
         self.server.proc.check()
+        if self.service is not None:
+            self.service.check()
+
+    async def closed(self, make: loadgen.MakeRequest, duration: float | None = None) -> LoadResult:
+        self.check()
         result = await loadgen.closed_loop(
             "127.0.0.1",
             self.port,
@@ -400,8 +408,7 @@ class Runner:
             self.cfg.duration if duration is None else duration,
             self.sample,
         )
-        self.service.check()
-        self.server.proc.check()
+        self.check()
         return result
 
     def summarize(self, r: LoadResult, extra_failures: int = 0) -> dict[str, Any]:

@@ -3,9 +3,13 @@
 A user's cart (`CartObject`, keyed by user id) reserves tickets (`TicketObject`, keyed
 by ticket id) and checks out through `CheckoutService`, which charges the user in a
 `ctx.run` so the payment happens at most once however often the checkout is retried.
+A reservation lasts 15 minutes: adding a ticket sends the cart a delayed
+`expireTicket`, which gives the ticket back unless it was bought meanwhile.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import restate
 from restate import Context, ObjectContext, ObjectSharedContext, TerminalError
@@ -14,6 +18,7 @@ AVAILABLE = "AVAILABLE"
 RESERVED = "RESERVED"
 SOLD = "SOLD"
 TICKET_PRICE = 40
+RESERVATION = timedelta(minutes=15)
 
 ticket = restate.VirtualObject("TicketObject")
 
@@ -74,7 +79,17 @@ async def add_ticket(ctx: ObjectContext, ticket_id: str) -> bool:
         tickets = await ctx.get("tickets", type_hint=list) or []
         tickets.append(ticket_id)
         ctx.set("tickets", tickets)
+        ctx.object_send(expire_ticket, key=ctx.key(), arg=ticket_id, send_delay=RESERVATION)
     return reserved
+
+
+@cart.handler(name="expireTicket")
+async def expire_ticket(ctx: ObjectContext, ticket_id: str) -> None:
+    tickets = await ctx.get("tickets", type_hint=list) or []
+    if ticket_id in tickets:
+        tickets.remove(ticket_id)
+        ctx.set("tickets", tickets)
+        ctx.object_send(unreserve, key=ticket_id, arg=None)
 
 
 @cart.handler()

@@ -10,4 +10,6 @@ if [ $# -gt 0 ]; then
 fi
 .venv/bin/python -m pytest -q
 # The end-to-end tests again, the deployments on the newest SDK (the first run: pinned).
-PYRESTATE_E2E_SDK_PYTHON="$PWD/.venv-sdk-latest/bin/python" exec .venv/bin/python -m pytest -q tests/e2e
+PYRESTATE_E2E_SDK_PYTHON="$PWD/.venv-sdk-latest/bin/python" .venv/bin/python -m pytest -q tests/e2e
+# And once more with the services inside the server (the in-process transport).
+PYRESTATE_E2E_TRANSPORT=inprocess exec .venv/bin/python -m pytest -q tests/e2e

@@ -85,3 +85,13 @@ def test_pgsql_bind_has_the_official_default_port_and_names(tmp_path: Path) -> N
     assert load_settings({}, env={}, config_file=toml).pgsql_bind == "127.0.0.1:3"
     with pytest.raises(ConfigError, match="HOST:PORT"):
         load_settings({}, env={"PYRESTATE_PGSQL_BIND": "9071"})
+
+
+def test_asgi_import_is_off_unless_asked_for(tmp_path: Path) -> None:
+    assert load_settings({}, env={}).asgi_import is False
+    assert load_settings({}, env={"PYRESTATE_ASGI_IMPORT": "true"}).asgi_import is True
+    toml = _toml(tmp_path, "asgi-import = true\n")
+    assert load_settings({}, env={}, config_file=toml).asgi_import is True
+    assert load_settings({"asgi_import": False}, env={}, config_file=toml).asgi_import is False
+    with pytest.raises(ConfigError, match="asgi_import must be true or false"):
+        load_settings({}, env={"PYRESTATE_ASGI_IMPORT": "maybe"})

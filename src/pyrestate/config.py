@@ -37,6 +37,9 @@ class Settings:
     ingress_max_in_flight: int = 10_000
     # Seconds a client may take to send a request head (slowloris guard).
     ingress_header_timeout_s: float = 30.0
+    # Let the admin API register asgi://module/app deployments by importing the module
+    # into this process (in-process services); off: only apps `pyrestate run` mounted.
+    asgi_import: bool = False
 
 
 # Each setting: (pyrestate env, official env, TOML paths in order of preference).
@@ -76,6 +79,7 @@ _SOURCES: dict[str, tuple[str, str | None, tuple[tuple[str, ...], ...]]] = {
         None,
         (("ingress", "header-timeout"),),
     ),
+    "asgi_import": ("PYRESTATE_ASGI_IMPORT", None, (("asgi-import",),)),
 }
 _PATHS = frozenset({"data_dir", "request_identity_private_key_pem_file"})
 # Positive numbers, with the largest value that still makes sense.
@@ -122,6 +126,8 @@ def load_settings(
             value = Path(value)
         elif name in _NUMBERS:
             value = _number(name, value)
+        elif name == "asgi_import":
+            value = _flag(name, value)
         elif name == "sqlite_synchronous":
             value = str(value).upper()
             if value not in ("FULL", "NORMAL", "EXTRA"):
@@ -131,6 +137,17 @@ def load_settings(
             split_bind(value)  # validate early, with the setting's name in the error
         settings = replace(settings, **{name: value})
     return settings
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false: {value!r}")
 
 
 def _number(name: str, value: Any) -> int | float:

@@ -6,8 +6,10 @@ import asyncio
 import functools
 import logging
 import signal
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 
+import httpx
 import uvicorn
 
 from pyrestate import __version__
@@ -22,8 +24,9 @@ from pyrestate.http_front import FrontLimits, start_front_door
 from pyrestate.identity import IdentityKeyError, load_signer
 from pyrestate.ingress.app import IngressApp
 from pyrestate.ingress.app import overloaded as ingress_overloaded
+from pyrestate.invoker import inprocess
 from pyrestate.invoker.service import Invoker
-from pyrestate.partition.processor import PartitionProcessor
+from pyrestate.partition.processor import PartitionProcessor, now_ms
 from pyrestate.query.pg import PgServer
 from pyrestate.query.routes import add_query_routes, registry_snapshot
 from pyrestate.query.service import QueryService
@@ -39,8 +42,11 @@ _PG_VERSION = f"16.0 (pyrestate {__version__})"
 
 
 class Server:
-    def __init__(self, settings: Settings) -> None:
+    """``clock``: epoch ms the partition measures time by (tests skip ahead with theirs)."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], int] = now_ms) -> None:
         self.settings = settings
+        inprocess.allow_imports = settings.asgi_import
         self.signer = None
         if settings.request_identity_private_key_pem_file is not None:
             self.signer = load_signer(settings.request_identity_private_key_pem_file)
@@ -50,9 +56,10 @@ class Server:
         self.registry_store = RegistryStore(data / "metadata.db")
         self.registry = RegistryHolder(self.registry_store.load())
         self.store = SqlitePartitionStore(data / "partition-0.db", settings.sqlite_synchronous)
-        self.partition = PartitionProcessor(self.store)
+        self.partition = PartitionProcessor(self.store, clock)
         self.schemas = SchemaView(self.registry)
-        self.invoker = Invoker(self.partition, self.store, self.schemas, self.signer)
+        skew = None if clock is now_ms else (lambda: clock() - now_ms())
+        self.invoker = Invoker(self.partition, self.store, self.schemas, self.signer, skew)
         self.partition.invoker = self.invoker
         self.ingress = IngressApp(self.partition, self.schemas)
         self.admin = AdminApp(
@@ -81,8 +88,11 @@ class Server:
         host, port = split_bind(self.settings.ingress_bind)
         return f"http://{host}:{port}/"
 
-    async def start(self) -> None:
+    async def start(self, listen: bool = True) -> None:
+        """``listen``: serve the ingress, admin and psql ports (else only in-process)."""
         await self.partition.start()
+        if not listen:
+            return
         await self.query.warm_up()
         ingress_limits = FrontLimits(
             max_in_flight=self.settings.ingress_max_in_flight,
@@ -108,6 +118,16 @@ class Server:
             self.store.synchronous,
         )
 
+    async def register_in_process(self, uri: str) -> None:
+        """Register (or update) an in-process deployment through the admin API."""
+        transport = httpx.ASGITransport(app=self.admin)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as admin:
+            resp = await admin.post("/deployments", json={"uri": uri, "force": True})
+        if resp.status_code not in (200, 201):
+            raise RuntimeError(f"cannot register {uri}: {resp.status_code} {resp.text}")
+        services = ", ".join(s["name"] for s in resp.json()["services"])
+        log.info("registered in-process deployment %s: %s", uri, services)
+
     async def stop(self) -> None:
         for server in self._http:
             server.should_exit = True
@@ -122,17 +142,31 @@ class Server:
         self.store.close()
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM, then shut down cleanly; a failed writer ends it non-zero."""
+async def serve(settings: Settings, in_process: Sequence[str] = ()) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly; a failed writer ends it non-zero.
+
+    ``in_process``: asgi:// URIs of mounted apps to register once the server is up.
+    """
     try:
         server = Server(settings)
     except IdentityKeyError as e:
         raise SystemExit(f"error: {e}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+
+    def handle_signals() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+    handle_signals()
+    inprocess.reclaim_signals = handle_signals
     await server.start()
+    try:
+        for uri in in_process:
+            await server.register_in_process(uri)
+    except RuntimeError as e:
+        await server.stop()
+        raise SystemExit(f"error: {e}") from None
     stopped = asyncio.create_task(stop.wait())
     writer = server.partition.writer
     try:

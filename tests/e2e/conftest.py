@@ -22,6 +22,7 @@ from harness import (
     official_binary,
     register,
     target,
+    transport,
     wait_services_ready,
 )
 
@@ -37,6 +38,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "calls: needs service-to-service calls (not yet promised by the server core)"
     )
+    config.addinivalue_line(
+        "markers",
+        "own_process(why): needs the services in a process of their own (skipped when the "
+        "server runs them in-process)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if transport() != "inprocess":
+        return
+    for item in items:
+        marker = item.get_closest_marker("own_process")
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason=f"in-process services: {marker.args[0]}"))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,6 +35,22 @@ DEFAULT_OFFICIAL_BIN = "/tmp/oracle/node_modules/.bin/restate-server"
 COUNT_DIR_ENV = "PYRESTATE_E2E_COUNT_DIR"
 
 T = TypeVar("T")
+
+
+TRANSPORT_ENV = "PYRESTATE_E2E_TRANSPORT"
+# The start of a log record of the server: "2026-11-28 16:08:15,886 ERROR name: ...",
+# and of one of the SDK's (logger "restate..."), when services run in the server.
+_LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
+_SDK_RECORD = re.compile(_LOG_RECORD.pattern + r"restate[.:]")
+
+
+def transport() -> str:
+    """How pyrestate reaches the example services: "http" (each its own process, served
+    by hypercorn or uvicorn) or "inprocess" (imported into the server's process)."""
+    value = os.environ.get(TRANSPORT_ENV, "http").strip().lower() or "http"
+    if value not in ("http", "inprocess"):
+        raise ValueError(f"{TRANSPORT_ENV} must be 'http' or 'inprocess', not {value!r}")
+    return value
 
 
 def target() -> str:
@@ -316,6 +333,11 @@ class Server:
         if kind == "pyrestate":
             env["PYTHONUNBUFFERED"] = "1"
             argv = [sys.executable, "-m", "pyrestate", "server"]
+            if transport() == "inprocess":
+                # The examples run inside the server: it imports them when registered.
+                argv.append("--asgi-import")
+                env[COUNT_DIR_ENV] = str(workdir.parent / "counts")
+                env["PYTHONPATH"] = _with_repo_root(env)
             if bind_flags:
                 argv += [
                     "--ingress-bind",
@@ -401,33 +423,49 @@ class Server:
         if self.kind != "pyrestate" or not self.log_path.exists():
             return []
         lines = self.log_path.read_text(errors="replace").splitlines()
-        return [
-            "\n".join(lines[max(0, i - 1) : i + 12])
-            for i, line in enumerate(lines)
-            if line.startswith("Traceback (most recent call last)")
-            or " ERROR " in line
-            or " CRITICAL " in line
-            or line.startswith("ERROR:")  # uvicorn's own format
-        ]
+        problems = []
+        in_sdk_record = False
+        for i, line in enumerate(lines):
+            if _LOG_RECORD.match(line):
+                # In-process services log through the server: their handlers' failures
+                # (which tests provoke) are the SDK's records, not the server's.
+                in_sdk_record = _SDK_RECORD.match(line) is not None
+            if in_sdk_record:
+                continue
+            if (
+                line.startswith("Traceback (most recent call last)")
+                or " ERROR " in line
+                or " CRITICAL " in line
+                or line.startswith("ERROR:")  # uvicorn's own format
+            ):
+                problems.append("\n".join(lines[max(0, i - 1) : i + 12]))
+        return problems
+
+
+def _with_repo_root(env: Mapping[str, str]) -> str:
+    return os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
 
 
 class Deployment:
-    """One of our example apps served by hypercorn (HTTP/2) or uvicorn (HTTP/1.1 only)."""
+    """One of our example apps served by hypercorn (HTTP/2) or uvicorn (HTTP/1.1 only);
+    with the in-process transport, an ``asgi://`` URI the server imports instead."""
 
     def __init__(self, app: str, workdir: Path, count_dir: Path, http1: bool = False) -> None:
         self.app = app
         self.http1 = http1
+        self.in_process = transport() == "inprocess"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        if self.in_process:
+            module, _, attribute = app.partition(":")
+            self.url = f"asgi://{module}/{attribute}"
         # The admin API's answer to the registration, when the fixture registered it.
         self.registration: dict = {}
         self.log_path = workdir / f"deployment-{app.replace(':', '-')}-{self.port}.log"
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env[COUNT_DIR_ENV] = str(count_dir)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-        )
+        env["PYTHONPATH"] = _with_repo_root(env)
         bind = f"127.0.0.1:{self.port}"
         if http1:
             # uvicorn only speaks HTTP/1.1, so the server must use request/response mode.
@@ -450,6 +488,8 @@ class Deployment:
         self.process = ManagedProcess(f"deployment {app}", argv, self.log_path, env, REPO_ROOT)
 
     def start(self, timeout: float = 30.0) -> None:
+        if self.in_process:
+            return  # the server loads it when it is registered
         self.process.start()
 
         def up() -> bool:
@@ -461,6 +501,8 @@ class Deployment:
         )
 
     def stop(self) -> None:
+        if self.in_process:
+            return  # it lives as long as the server
         # Deployments hold no durable state; no point waiting on keep-alive connections.
         self.process.stop(grace=1.0)
 

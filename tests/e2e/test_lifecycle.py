@@ -111,6 +111,7 @@ def test_a_stalled_attempt_is_aborted_by_the_timeouts_and_retried(
     assert len(_lines(count_dir, "stalled-s1.attempts")) == 2
 
 
+@pytest.mark.own_process("the test kills the deployment's process")
 def test_a_deployment_dying_mid_invocation_is_retried(
     server: Server,
     http: httpx.Client,
@@ -148,6 +149,7 @@ def test_a_completed_invocation_is_removed_after_its_retention(
     assert by_key.status_code == 404
 
 
+@pytest.mark.own_process("two versions of one module, told apart by their environment")
 def test_a_running_invocation_stays_on_the_deployment_it_started_on(
     server: Server,
     http: httpx.Client,

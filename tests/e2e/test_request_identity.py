@@ -93,6 +93,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("http1", "key_source"), CASES)
+@pytest.mark.own_process("signed requests guard the network between server and service")
 def test_sdk_accepts_the_servers_key_and_rejects_another(
     server: Server,
     http: httpx.Client,

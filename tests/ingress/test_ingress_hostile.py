@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,9 @@ class FakePartition:
         self.inputs: list[bytes] = []
         self.forgotten: list[InvocationId] = []
         self.completions: dict[InvocationId, asyncio.Future[Output]] = {}
+
+    def now(self) -> int:
+        return int(time.time() * 1000)
 
     async def request(self, make: Any, follow: bool = True) -> Answer:
         command = make(0)

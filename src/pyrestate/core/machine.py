@@ -384,8 +384,6 @@ class PartitionMachine:
         st = self.invocations.get(report.invocation_id)
         if st is None or st.status is not Status.INVOKED or st.attempt != report.attempt:
             return None  # a stale attempt: its words no longer count
-        if st.deployment_id is None:
-            st.deployment_id = report.deployment_id
         return st
 
     def _object(self, target: Target) -> ObjectQueue:
@@ -583,6 +581,10 @@ class PartitionMachine:
         st = self._current(cmd)
         if st is None:
             return
+        if st.deployment_id is None:
+            # Pinned by its first stored command, as officially: an attempt that failed
+            # before storing any leaves the choice to the next one.
+            st.deployment_id = cmd.deployment_id
         handler = _COMMAND_HANDLERS.get(cmd.entry.type)
         if cmd.entry.type in _STATE_READS:
             self._read_state(st.target)  # may read storage: before anything changes

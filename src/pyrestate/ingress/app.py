@@ -35,7 +35,6 @@ from pyrestate.partition.processor import (
     CommandRejected,
     PartitionProcessor,
     PartitionUnavailable,
-    now_ms,
 )
 
 
@@ -260,7 +259,7 @@ class IngressApp:
                     "cannot use the delay query parameter with calls. "
                     "The delay is supported only with sends",
                 )
-            execution_time = now_ms() + delay
+            execution_time = self._partition.now() + delay
             if execution_time > MAX_EPOCH_MS:
                 # The official cannot show (and fails on) instants past the year 9999.
                 raise HttpError(

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import quote
 
@@ -133,8 +134,12 @@ class Invoker:
         store: SqlitePartitionStore,
         schemas: Schemas,
         signer: RequestSigner | None = None,
+        clock_skew: Callable[[], int] | None = None,
     ) -> None:
+        """``clock_skew``: ms the partition's clock runs ahead of this process's (a test's
+        virtual clock): the instants SDKs compute from their own clock move by as much."""
         self._signer = signer
+        self._skew = clock_skew
         self._partition = partition
         self._store = store
         self._schemas = schemas
@@ -384,6 +389,8 @@ class Invoker:
         submit = self._partition.submit
         match event:
             case ap.NewCommand():
+                if self._skew is not None and event.entry.type in _TIMED_COMMANDS:
+                    event = _shifted(event, self._skew())
                 callee, subject = self._validate(start, event)
                 submit(
                     AppendCommand(
@@ -504,6 +511,24 @@ class Invoker:
             caller=caller,
             retention=self._config(target).retention,
         )
+
+
+# Commands with an instant the SDK computed from its clock (a sleep, a delayed send).
+_TIMED_COMMANDS = {
+    MessageType.SLEEP_COMMAND: "wake_up_time",
+    MessageType.ONE_WAY_CALL_COMMAND: "invoke_time",
+}
+
+
+def _shifted(event: ap.NewCommand, skew: int) -> ap.NewCommand:
+    """``event`` with its instant ``skew`` ms later (0, "no instant", stays)."""
+    message = event.message
+    name = _TIMED_COMMANDS[event.entry.type]
+    if message is None or skew == 0 or getattr(message, name) == 0:
+        return event
+    setattr(message, name, getattr(message, name) + skew)
+    entry = JournalEntry(event.entry.type, message.SerializeToString())
+    return replace(event, entry=entry)
 
 
 def _subject(

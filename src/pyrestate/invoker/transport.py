@@ -1,11 +1,12 @@
-"""Client-side HTTP transports the invoker uses to reach service deployments.
+"""Client-side transports the invoker uses to reach service deployments.
 
-Two implementations sit behind one interface:
+Three implementations sit behind one interface:
 
 - ``HTTP/2.0``: cleartext HTTP/2 with prior knowledge (h2c), full-duplex streams
   multiplexed on a connection per deployment (see ``http2.py``).
 - ``HTTP/1.1``: request/response over a keep-alive connection pool: the whole request
   body goes out at ``end_request()``, then the response is read (see ``http1.py``).
+- in-process: an SDK's ASGI app in this process, for ``asgi://`` URIs (``inprocess.py``).
 
 Usage of a stream (both modes)::
 
@@ -321,6 +322,10 @@ def open_transport(
     trust store is used and ALPN offers the protocol of ``http_version``; a context you
     pass must offer ALPN "h2" itself for HTTP/2 (we do not mutate it).
     """
+    if base_uri.startswith("asgi://"):
+        from pyrestate.invoker.inprocess import AsgiTransport
+
+        return AsgiTransport(base_uri, http_version)
     address = parse_base_uri(base_uri)
     if http_version == "HTTP/2.0":
         from pyrestate.invoker.http2 import H2Transport

@@ -91,6 +91,7 @@ class PartitionProcessor:
         self._next_sweep = 0
         self._housekeeping_handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._in_batch = False  # a batch is being applied and committed
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="pyrestate-commit")
         self.invoker: EffectHandler | None = None
 
@@ -121,6 +122,25 @@ class PartitionProcessor:
             self._task.cancel()
             await asyncio.wait([self._task])  # never raises: a failure was reported already
         self._executor.shutdown(wait=True)
+
+    def now(self) -> int:
+        """The partition's time (epoch ms): what timers and delays are measured against."""
+        return self._clock()
+
+    def time_moved(self) -> None:
+        """The clock jumped ahead (a test's virtual clock): fire what is due by now."""
+        self._arm_timer()
+        self._wakeup.set()
+
+    def timers_settled(self) -> bool:
+        """Every timer due by now has fired and committed, nothing waits to be applied."""
+        now = self._clock()
+        return (
+            not self._pending
+            and not self._in_batch
+            and now < self._timer_horizon - TIMER_WINDOW_MS // 2
+            and not (self._timers and self._timers[0].wake_at <= now)
+        )
 
     # --- Submitting
 
@@ -195,9 +215,11 @@ class PartitionProcessor:
                 else:  # rare: a backlog larger than one batch
                     batch = self._pending[:MAX_BATCH]
                     del self._pending[:MAX_BATCH]
+                self._in_batch = True
                 await self._apply_batch(batch)
                 del batch  # its commands hold request bodies: not until the next batch
                 await self._commit_and_release()
+                self._in_batch = False
 
     async def _apply_batch(self, batch: list[Command]) -> None:
         """Apply every command that can be applied; reject the others without a trace.

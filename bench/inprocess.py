@@ -1,0 +1,201 @@
+"""In-process services vs the same services over HTTP/2, both on pyrestate.
+
+    .venv/bin/python bench/inprocess.py [--rounds 4] [--duration 10] [--workloads abd]
+
+Each round runs, in alternating order, (1) ``pyrestate server`` with bench/services.py
+served by hypercorn (one worker, HTTP/2 bidi streams) and (2) ``pyrestate run
+services:app``, the same app driven in the server's process (no sockets between them).
+The workloads are bench/run.py's, with its closed-loop load generator: (a) no-op call,
+(b) 3 ctx.run steps, (d) fan-out 10. Reported: throughput and CPU per request of server
+plus service (for in-process, the one process), medians over the rounds, and their ratio.
+Writes bench/results/inprocess.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+import loadgen  # noqa: E402
+import run  # noqa: E402
+from report import NAMES  # noqa: E402
+
+MODES = ("http2", "inprocess")
+
+
+def start_in_process(workdir: Path) -> run.Server:
+    ingress, admin, pgsql = run.free_ports(3)
+    data = workdir / "data"
+    data.mkdir(parents=True)
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), env.get("PYTHONPATH")) if p)
+    argv = [
+        sys.executable,
+        "-m",
+        "pyrestate",
+        "run",
+        "services:app",
+        "--ingress-bind",
+        f"127.0.0.1:{ingress}",
+        "--admin-bind",
+        f"127.0.0.1:{admin}",
+        "--pgsql-bind",
+        f"127.0.0.1:{pgsql}",
+        "--data-dir",
+        str(data),
+        "--log-level",
+        "warning",
+    ]
+    proc = run.Proc("pyrestate run", argv, workdir / "server.log", env, BENCH_DIR)
+    server = run.Server("pyrestate", proc, ingress, admin)
+    try:
+        run.wait_for("in-process server health", lambda: run.server_ready(server), [proc], 90)
+    except BaseException:
+        proc.stop()
+        raise
+    return server
+
+
+async def one(cfg: run.Config, mode: str, workdir: Path) -> dict[str, Any]:
+    workdir.mkdir(parents=True)
+    service: run.Proc | None = None
+    if mode == "inprocess":
+        server = start_in_process(workdir)
+    else:
+        server = run.start_server("pyrestate", workdir)
+    try:
+        if mode == "http2":
+            service, port = run.start_service(1, workdir)
+            run.register(server, port, service)
+        runner = run.Runner(cfg, server, service)
+        await loadgen.closed_loop(
+            "127.0.0.1",
+            server.ingress_port,
+            lambda c, w, i: (c.format("POST", "/Bench/noop", b"1"), run.expect_json(1)),
+            cfg.concurrency,
+            0.0,
+            max(1.0, cfg.warmup),
+            lambda: {},
+        )
+        out: dict[str, Any] = {}
+        for w in cfg.workloads:
+            quiet = await runner.wait_quiet()
+            res = await runner.run(w)
+            res.update(quiet)
+            out[w] = res
+            cpu = res["server_cpu_ms"] + res["service_cpu_ms"]
+            print(
+                f"    {mode:<9} {w} {res['throughput']:8.0f} req/s  {cpu:5.2f} CPU ms/req  "
+                f"failures {res['failures']}",
+                flush=True,
+            )
+        return out
+    finally:
+        if service is not None:
+            service.stop()
+        server.proc.stop()
+
+
+def _median(runs: list[dict[str, Any]], mode: str, w: str, key: str) -> float | None:
+    values = []
+    for r in runs:
+        res = r[mode].get(w)
+        if res and not res.get("failures"):
+            values.append(
+                res["throughput"]
+                if key == "throughput"
+                else res["server_cpu_ms"] + res["service_cpu_ms"]
+            )
+    return statistics.median(values) if values else None
+
+
+def table(meta: dict[str, Any], runs: list[dict[str, Any]], workloads: str) -> str:
+    lines = [
+        "# In-process services vs HTTP/2 (both pyrestate)",
+        "",
+        f"Commit {meta['git']['commit'][:7]}, {meta['machine']['cpus']} CPUs, "
+        f"{len(runs)} rounds (order alternating), {meta['duration']:g} s per workload, "
+        f"{meta['concurrency']} closed-loop clients. Command: `{meta['command']}`.",
+        "",
+        "HTTP/2: `pyrestate server` + bench/services.py under hypercorn (1 worker); "
+        "in-process: `pyrestate run services:app`. CPU is server + service per request "
+        "(in-process: the one process). Medians over the rounds; rounds with failures left "
+        "out.",
+        "",
+        "| workload | HTTP/2 req/s | in-process req/s | ratio | HTTP/2 CPU ms/req | "
+        "in-process CPU ms/req | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for w in workloads:
+        t_h, t_i = (_median(runs, m, w, "throughput") for m in MODES)
+        c_h, c_i = (_median(runs, m, w, "cpu") for m in MODES)
+
+        def ratio(a: float | None, b: float | None) -> str:
+            return f"{b / a:.2f}x" if a and b else "-"
+
+        def num(x: float | None, fmt: str) -> str:
+            return format(x, fmt) if x is not None else "-"
+
+        lines.append(
+            f"| {NAMES[w]} | {num(t_h, '.0f')} | {num(t_i, '.0f')} | {ratio(t_h, t_i)} | "
+            f"{num(c_h, '.2f')} | {num(c_i, '.2f')} | {ratio(c_h, c_i)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+async def main_async(a: argparse.Namespace) -> None:
+    git = run.git_state()
+    run.require_clean(git, a.allow_dirty)
+    cfg = run.parse_args(
+        ["--servers", "pyrestate", "--workloads", a.workloads, "--duration", str(a.duration)]
+    )
+    meta = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "command": " ".join([".venv/bin/python", "bench/inprocess.py", *sys.argv[1:]]),
+        "machine": run.machine_info(),
+        "git": git,
+        "duration": cfg.duration,
+        "concurrency": cfg.concurrency,
+    }
+    base = Path(tempfile.mkdtemp(prefix="pyrestate-bench-inprocess-"))
+    runs: list[dict[str, Any]] = []
+    for rnd in range(a.rounds):
+        order = MODES if rnd % 2 == 0 else MODES[::-1]
+        result: dict[str, Any] = {"round": rnd + 1}
+        for mode in order:
+            print(f"round {rnd + 1}/{a.rounds}, {mode}", flush=True)
+            result[mode] = await one(cfg, mode, base / f"r{rnd + 1}-{mode}")
+        runs.append(result)
+    out = BENCH_DIR / "results"
+    (out / "inprocess.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+    (out / "inprocess.md").write_text(table(meta, runs, cfg.workloads))
+    print(table(meta, runs, cfg.workloads))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--workloads", default="abd")
+    p.add_argument("--allow-dirty", action="store_true", help="run on uncommitted changes")
+    a = p.parse_args()
+    if any(w not in "abd" for w in a.workloads):
+        p.error("--workloads: letters of abd")
+    loadgen.install_fast_loop()
+    asyncio.run(main_async(a))
+
+
+if __name__ == "__main__":
+    main()
