@@ -295,3 +295,47 @@ def test_the_official_cli_queries_all_answer(engine: QueryEngine, filled: Filled
             assert answer.status == 200, (q, answer.body)
     (row,) = rows(engine, big, REGISTRY)
     assert row["status"] == "running" and row["pinned_deployment_exists"] is False
+
+
+def test_columns_named_but_never_needed_still_exist(engine: QueryEngine, filled: Filled) -> None:
+    # The optimizer needs no value of `id` under count(*); the query still names it.
+    sql = (
+        "SELECT count(*) AS n FROM (SELECT id FROM sys_invocation "
+        "WHERE status = 'completed' LIMIT 10001)"
+    )
+    everything = rows(engine, "SELECT count(*) AS n FROM sys_invocation WHERE status = 'completed'")
+    assert rows(engine, sql) == everything
+
+
+def test_the_first_rows_of_an_order_come_from_an_index(tmp_path: Path) -> None:
+    store = SqlitePartitionStore(tmp_path / "partition-0.db")
+    fill(store, extra_completed=40)
+    # Distinct creation times, with a tie at the cut: ten rows at the same instant.
+    db = store._writer
+    db.execute("UPDATE invocation SET created_at = created_at + 10 * rowid")
+    tied = "created_at - 10 * (rowid - 20)"
+    db.execute(f"UPDATE invocation SET created_at = {tied} WHERE rowid BETWEEN 20 AND 29")
+    store.close()
+    engine = QueryEngine([PartitionSource(tmp_path / "partition-0.db")], "1.7.12")
+    every = rows(engine, "SELECT id, created_at FROM sys_invocation")
+    newest_first = sorted(every, key=lambda r: (r["created_at"], r["id"]), reverse=True)
+    oldest_first = sorted(every, key=lambda r: (r["created_at"], r["id"]))
+    for sql, expected, most_read in [
+        ("ORDER BY created_at DESC, id DESC LIMIT 5", newest_first[:5], 5),
+        ("ORDER BY created_at, id LIMIT 25", oldest_first[:25], 29),  # 10 tied at the cut
+        ("WHERE status = 'completed' ORDER BY created_at DESC LIMIT 3", None, 3),
+    ]:
+        query = f"SELECT id, created_at FROM sys_invocation {sql}"
+        answer = engine.run(query, NO_REGISTRY, True)
+        assert answer.status == 200, answer.body
+        assert answer.rows_read <= most_read, (sql, answer.rows_read)
+        got = json.loads(answer.body)["rows"]
+        if expected is None:
+            completed = rows(
+                engine,
+                "SELECT id, created_at FROM sys_invocation WHERE status = 'completed'",
+            )
+            expected = sorted(completed, key=lambda r: r["created_at"], reverse=True)[:3]
+            assert [r["created_at"] for r in got] == [r["created_at"] for r in expected]
+        else:
+            assert got == expected, sql

@@ -30,6 +30,7 @@ from pyrestate.query.tables import (
 )
 
 MAX_SQL_BYTES = 256 * 1024
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_SERIES_ROWS = 100_000_000
 # generate_series/range with literal bounds: refused up front when they would make more
 # rows than any answer may have (otherwise only the deadline would stop them).
@@ -139,7 +140,7 @@ class QueryEngine:
         except Exception as e:
             return _datafusion_error(e)
         try:
-            ctx, rows_read = self._load(reads, registry, "information_schema" in sql.lower())
+            ctx, rows_read = self._load(reads, registry, sql)
             return self._execute(ctx, sql, as_json, started, rows_read)
         except QueryLimitError as e:
             return error_answer(500, f"Datafusion error: Resources exhausted: {e}")
@@ -149,11 +150,12 @@ class QueryEngine:
             return _datafusion_error(e)
 
     def _load(
-        self, reads: dict[str, TableRead], registry: RegistrySnapshot, full_schemas: bool
+        self, reads: dict[str, TableRead], registry: RegistrySnapshot, sql: str
     ) -> tuple[SessionContext, int]:
         """A context whose tables hold what the query reads (and nothing for the rest)."""
         ctx = self._context()
         rows_read = 0
+        words = {w.lower() for w in _WORD.findall(sql)}
         for name, table in self.tables.items():
             read = reads.get(name)
             if read is None:
@@ -168,7 +170,15 @@ class QueryEngine:
                         "narrow it with WHERE or LIMIT"
                     )
                 batches.append(batch)
-            ctx.register_record_batches(name, [_shaped(table, read, batches, full_schemas)])
+            # The query names columns the optimizer found it needs no values of (a subquery's
+            # SELECT list under count(*)): they must exist, their values never matter.
+            # information_schema must show the real columns: all of them then.
+            wanted = (
+                {c for c in table.schema.names if c in read.columns or c in words}
+                if "information_schema" not in words
+                else set(table.schema.names)
+            )
+            ctx.register_record_batches(name, [_shaped(table, wanted, batches)])
         return ctx, rows_read
 
     def _execute(
@@ -208,19 +218,16 @@ class QueryEngine:
         return Answer(200, "application/json", body, rows_read)
 
 
-def _shaped(
-    table: Table, read: TableRead, batches: list[pa.RecordBatch], full: bool
-) -> list[pa.RecordBatch]:
-    """The batches registered for a table: its columns the query reads, or all of them
-    when the query looks at information_schema (which must show the real columns)."""
-    schema = table.schema
-    if not full:
-        schema = pa.schema([f for f in schema if f.name in read.columns])
-        if not batches:
-            return [_empty(schema) if schema.names else _no_rows()]
-        return batches
+def _shaped(table: Table, wanted: set[str], batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """The batches registered for a table: the ``wanted`` columns, NULL where not read."""
+    schema = pa.schema([f for f in table.schema if f.name in wanted])
+    if not batches:
+        return [_empty(schema) if schema.names else _no_rows()]
     out = []
-    for b in batches or [_empty(schema)]:
+    for b in batches:
+        if b.schema.names == schema.names:
+            out.append(b)
+            continue
         have = set(b.schema.names)
         arrays = [
             b.column(f.name) if f.name in have else pa.nulls(b.num_rows, f.type) for f in schema

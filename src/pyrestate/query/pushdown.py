@@ -37,6 +37,10 @@ class Grouping:
     keys: tuple[str, ...]
 
 
+# An ORDER BY with a fetch (a LIMIT over a sort): (column, ascending) keys, the fetch.
+Order = tuple[tuple[tuple[str, bool], ...], int]
+
+
 @dataclass(slots=True)
 class Scan:
     columns: list[str]
@@ -48,6 +52,8 @@ class Scan:
     # predicate of the filter is translated exactly.
     limit_if_exact: int | None = None
     grouping: Grouping | None = None
+    # A sort with a fetch above the scan (and its filter), same proviso as limit_if_exact.
+    order: Order | None = None
 
 
 @dataclass(slots=True)
@@ -62,6 +68,9 @@ class TableRead:
     # The only scan feeds an aggregate that storage may do part of, provided the atoms
     # are the whole filter and are translated exactly.
     grouping: Grouping | None = None
+    # The only scan's rows are sorted and cut: the first rows of that order are enough,
+    # provided the atoms are the whole filter and are translated exactly.
+    order: Order | None = None
 
 
 class PlanTooDeep(ValueError):
@@ -84,6 +93,7 @@ def table_reads(plan: LogicalPlan, known: set[str]) -> dict[str, TableRead]:
         if len(found) == 1:
             read.limit_if_exact = found[0].limit_if_exact
             read.grouping = found[0].grouping
+            read.order = found[0].order
             if not found[0].atoms:
                 read.limit = found[0].limit
         if any(not alt for alt in read.alternatives):
@@ -106,6 +116,7 @@ class _Above:
     filter: Expr | None = None  # the predicate of a filter right above the scan
     limit: int | None = None  # a LIMIT that reaches down to that filter
     grouping: Grouping | None = None  # an aggregate right above that filter or the scan
+    order: Order | None = None  # a sort with a fetch, reaching down like a limit
 
 
 def _walk(
@@ -128,6 +139,12 @@ def _walk(
     elif kind in ("Projection", "SubqueryAlias", "Filter"):
         limit = above.limit
     grouping = _grouping(node) if kind == "Aggregate" else None
+    # A sort with a fetch passes down through filters and projections of plain columns.
+    order: Order | None = None
+    if kind == "Sort":
+        order = _order(node)
+    elif kind == "Filter" or (kind == "Projection" and _only_columns(node)):
+        order = above.order
     for child in plan.inputs():
         child_kind = type(child.to_variant()).__name__
         # A filter counts only for the scan right below it (not across a limit, a join...).
@@ -144,6 +161,7 @@ def _walk(
             predicate if below_scan else None,
             limit if kind != "Filter" or below_scan else None,
             child_grouping,
+            order if kind != "Filter" or below_scan else None,
         )
         _walk(child, below, known, scans, depth + 1)
 
@@ -170,7 +188,22 @@ def _scan(node: Any, above: _Above) -> Scan:
         complete,
         above.limit if above.filter is not None and complete else None,
         above.grouping if complete else None,
+        above.order if complete else None,
     )
+
+
+def _order(sort: Any) -> Order | None:
+    """A sort's keys and fetch, None unless it has a fetch and sorts by columns."""
+    fetch = sort.get_fetch_val()
+    if fetch is None:
+        return None
+    keys = []
+    for e in sort.sort_exprs():
+        column = _column(e.expr())
+        if column is None:
+            return None
+        keys.append((column, bool(e.ascending())))
+    return tuple(keys), int(fetch)
 
 
 # Aggregate functions storage computes by group (with the number of rows of each group,

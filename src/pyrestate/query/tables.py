@@ -296,6 +296,9 @@ class SqliteTable(Table):
     where_sql: str  # always applied (e.g. only inboxed invocations)
     columns: dict[str, Col]
     translate: dict[str, Translate]
+    # Columns whose stored SQL value sorts as the shown one does, never NULL, indexed: an
+    # ORDER BY ... LIMIT on them is answered from the first rows of that order.
+    orderable: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         missing = set(self.schema.names) - set(self.columns)
@@ -340,6 +343,8 @@ class SqliteTable(Table):
             no_post = {n for n in names if self.columns[n].post is None and n not in extra}
             source_sql = f"{self.from_sql} WHERE {where}"
             by_group = grouped.plan(self.columns, names, read.grouping.keys, source_sql, no_post)
+        if by_group is None and exact:
+            where, params = self._first_of_order(read, where, params)
         for source in sources:
             db = source.db()
             if db is None:
@@ -375,6 +380,30 @@ class SqliteTable(Table):
                 if remaining is not None:
                     remaining -= len(rows)
                 yield self._batch(names, exprs, rows, extra)
+
+    def _first_of_order(
+        self, read: TableRead, where: str, params: list[Any]
+    ) -> tuple[str, list[Any]]:
+        """``where`` narrowed to the rows a sort with a fetch can keep: the first ``fetch``
+        rows by its first key, and every row tied with the last of them (the other keys
+        choose among those). Only for a first key in ``orderable``."""
+        if read.order is None:
+            return where, params
+        keys, fetch = read.order
+        column, ascending = keys[0]
+        expr = self.orderable.get(column)
+        if expr is None or fetch < 1:
+            return where, params
+        direction, cmp, unbounded = (
+            ("ASC", "<=", 2**63 - 1) if ascending else ("DESC", ">=", -(2**63))
+        )
+        bound = (
+            f"SELECT {expr} FROM {self.from_sql} WHERE {where} "
+            f"ORDER BY {expr} {direction} LIMIT 1 OFFSET {fetch - 1}"
+        )
+        # Fewer rows than the fetch: no bound (the subquery is NULL).
+        narrowed = f"({where}) AND {expr} {cmp} COALESCE(({bound}), {unbounded})"
+        return narrowed, params * 2
 
     def _batch(
         self,
@@ -572,6 +601,10 @@ def _invocation_translate(status: dict[str, tuple[str, ...]]) -> dict[str, Trans
     }
 
 
+# Newest (or oldest) first, as lists show invocations: epoch ms, indexed (invocation_created).
+_INVOCATION_ORDER = {"created_at": "created_at"}
+
+
 def _restrict(columns: dict[str, Col], names: list[str], **renamed: Col) -> dict[str, Col]:
     return {n: renamed.get(n, columns.get(n, NULL)) for n in names}
 
@@ -591,6 +624,7 @@ def build_tables(restate_version: str) -> dict[str, Table]:
                 inv, SCHEMAS["sys_invocation"].names, status=_c(shown_status, group=("status",))
             ),
             _invocation_translate(_VIEW_STATUS),
+            _INVOCATION_ORDER,
         ),
         SqliteTable(
             "sys_invocation_status",
@@ -602,6 +636,7 @@ def build_tables(restate_version: str) -> dict[str, Table]:
                 status=_c(raw_status, group=("status",)),
             ),
             _invocation_translate(_RAW_STATUS),
+            _INVOCATION_ORDER,
         ),
         SqliteTable(
             "sys_invocation_state",

@@ -135,6 +135,13 @@ CREATE INDEX invocation_target ON invocation(service, status, handler, created_a
 """
 
 
+# Version 6: invocations by creation time, for lists newest first (ORDER BY created_at
+# DESC LIMIT n reads n index entries, not the table).
+_V5_TO_V6 = """
+CREATE INDEX invocation_created ON invocation(created_at);
+"""
+
+
 def _seen_to_rows(db: sqlite3.Connection) -> None:
     """Version 1 kept seen ids as JSON in the invocation row; move them to their table."""
     rows = db.execute("SELECT id, seen FROM invocation WHERE status != 'completed'").fetchall()
@@ -171,12 +178,17 @@ def _migrate_4_to_5(db: sqlite3.Connection) -> None:
     _run(db, _V4_TO_V5)
 
 
+def _migrate_5_to_6(db: sqlite3.Connection) -> None:
+    _run(db, _V5_TO_V6)
+
+
 # _STEPS[n] takes a database from version n + 1 to n + 2.
 _STEPS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_1_to_2,
     _migrate_2_to_3,
     _migrate_3_to_4,
     _migrate_4_to_5,
+    _migrate_5_to_6,
 ]
 LATEST = len(_STEPS) + 1
 

@@ -1,11 +1,11 @@
 """Invocations: a filtered list paged by keyset, one invocation's page, and its actions.
 
-A page of the list is found in two bounded steps. The query engine does not hand an
-ORDER BY ... LIMIT down to storage, so asking for the newest rows with all their columns
-would convert every matching row; instead the first query reads only ``created_at`` to
-find the oldest time on the page, and the second reads the page's columns for that time
-window alone (a range storage filters). The cursor is (created_at, id) of the last row
-shown: the next page starts strictly after it, whatever is added meanwhile.
+A page of the list is found in two bounded steps. The first query reads only
+``created_at`` of the newest rows (an ORDER BY created_at ... LIMIT that storage answers
+from its index when the filters translate to it) to find the oldest time on the page; the
+second reads the page's columns for that time window alone (a range storage filters), as
+its tie-break on ``id`` is one storage cannot order by. The cursor is (created_at, id) of
+the last row shown: the next page starts strictly after it, whatever is added meanwhile.
 """
 
 from __future__ import annotations
