@@ -180,6 +180,16 @@ def queries(completed: str, running: str) -> list[tuple[str, str]]:
             "SELECT target_service_name, count(*) FROM sys_invocation GROUP BY target_service_name",
         ),
         ("SELECT * LIMIT 5", "SELECT * FROM sys_invocation LIMIT 5"),
+        (
+            "newest 50 (a list's first page)",
+            "SELECT id, target, status, created_at FROM sys_invocation "
+            "ORDER BY created_at DESC LIMIT 50",
+        ),
+        (
+            "newest 50 of one service",
+            "SELECT id, status, created_at FROM sys_invocation "
+            "WHERE target_service_name = 'Greeter' ORDER BY created_at DESC LIMIT 50",
+        ),
     ]
 
 
