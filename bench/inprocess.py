@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -38,9 +37,7 @@ def start_in_process(workdir: Path) -> run.Server:
     ingress, admin, pgsql = run.free_ports(3)
     data = workdir / "data"
     data.mkdir(parents=True)
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), env.get("PYTHONPATH")) if p)
+    env = run.services_env()
     argv = [
         sys.executable,
         "-m",

@@ -233,11 +233,17 @@ def start_server(kind: str, workdir: Path) -> Server:
     return server
 
 
-def start_service(workers: int, workdir: Path) -> tuple[Proc, int]:
-    (port,) = free_ports(1)
+def services_env() -> dict[str, str]:
+    """The environment of a process that imports bench/services.py (as ``services``)."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def start_service(workers: int, workdir: Path) -> tuple[Proc, int]:
+    (port,) = free_ports(1)
+    env = services_env()
     # hypercorn speaks HTTP/2 with prior knowledge on cleartext, which both servers use
     # for bidirectional streaming to the deployment.
     argv = [

@@ -8,7 +8,6 @@ against the official server.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -16,16 +15,9 @@ E2E_DIR = Path(__file__).resolve().parents[1] / "e2e"
 if str(E2E_DIR) not in sys.path:
     sys.path.insert(0, str(E2E_DIR))
 
+from harness import load_e2e_conftest  # noqa: E402
 
-def _load_e2e_conftest():
-    spec = importlib.util.spec_from_file_location("e2e_conftest", E2E_DIR / "conftest.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_e2e = _load_e2e_conftest()
+_e2e = load_e2e_conftest()
 
 # Fixtures are found by name in this module; the hook attaches server logs to failures.
 count_dir = _e2e.count_dir

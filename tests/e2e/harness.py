@@ -8,6 +8,7 @@ process group can be signalled (hypercorn and the official server spawn children
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import shutil
@@ -551,3 +552,15 @@ def wait_services_ready(http: httpx.Client, server: Server, names: list[str]) ->
         return all(n in known for n in names)
 
     wait_until(listed, timeout=15, what=f"services {names} listed")
+
+
+def load_e2e_conftest() -> Any:
+    """tests/e2e/conftest.py as a module of its own name, for the suites that reuse its
+    fixtures and failure-log hook (tests/cli, tests/ui) rather than copy them."""
+    spec = importlib.util.spec_from_file_location(
+        "e2e_conftest", Path(__file__).with_name("conftest.py")
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

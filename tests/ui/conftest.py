@@ -9,7 +9,6 @@ traceback while it ran (a page that failed inside would have).
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,19 +20,16 @@ E2E_DIR = Path(__file__).resolve().parents[1] / "e2e"
 if str(E2E_DIR) not in sys.path:
     sys.path.insert(0, str(E2E_DIR))
 
-from harness import Deployment, Server, register, wait_services_ready  # noqa: E402
+from harness import (  # noqa: E402
+    Deployment,
+    Server,
+    load_e2e_conftest,
+    register,
+    wait_services_ready,
+)
 from live_server import Live  # noqa: E402
 
-
-def _load_e2e_conftest():
-    spec = importlib.util.spec_from_file_location("e2e_conftest", E2E_DIR / "conftest.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_e2e = _load_e2e_conftest()
+_e2e = load_e2e_conftest()
 pytest_runtest_makereport = _e2e.pytest_runtest_makereport
 
 # Registered when the server starts; the others are served for tests to register.
