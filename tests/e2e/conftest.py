@@ -43,6 +43,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "own_process(why): needs the services in a process of their own (skipped when the "
         "server runs them in-process)",
     )
+    config.addinivalue_line(
+        "markers",
+        "server_only: tests the server's own surface (settings, CLIs, psql, bad input from "
+        "fake deployments); scripts/test.sh runs them in its first pass only",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -33,6 +33,9 @@ from hypercorn.config import Config
 
 from examples import counter, demo
 
+# The server's own surface: the same with any SDK version or transport (run once).
+pytestmark = pytest.mark.server_only
+
 BAD_PATH = "/invoke/Counter/add"
 
 

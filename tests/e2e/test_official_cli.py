@@ -19,6 +19,9 @@ import httpx
 import pytest
 from harness import REPO_ROOT, Deployment, Server, register, wait_until
 
+# The server's own surface: the same with any SDK version or transport (run once).
+pytestmark = pytest.mark.server_only
+
 _ARCH = {"x86_64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), "x64")
 CLI = REPO_ROOT / ".tools" / "node_modules" / "@restatedev" / f"restate-linux-{_ARCH}" / "bin"
 CLI_BINARY = CLI / "restate"

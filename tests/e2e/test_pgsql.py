@@ -17,6 +17,9 @@ import httpx
 import pytest
 from harness import Deployment, Server, sql_rows
 
+# The server's own surface: the same with any SDK version or transport (run once).
+pytestmark = pytest.mark.server_only
+
 
 def psql(server: Server, sql: str, *flags: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("psql")

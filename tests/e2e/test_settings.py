@@ -18,7 +18,11 @@ import httpx
 import pytest
 from harness import Deployment, Server, register, target, wait_services_ready
 
-pytestmark = pytest.mark.skipif(target() == "official", reason="pyrestate's own settings")
+# The server's own surface: the same with any SDK version or transport (run once).
+pytestmark = [
+    pytest.mark.skipif(target() == "official", reason="pyrestate's own settings"),
+    pytest.mark.server_only,
+]
 
 Launch = Callable[..., Server]
 
