@@ -25,7 +25,10 @@ def test_an_edit_form_becomes_the_new_state() -> None:
     values = {"value:a": "10", "remove:c": "1", "new_name": "d", "new_value": '"x"'}
     # b is binary: the form has no field for it and it stays as it was.
     assert new_state(values, entries) == {"a": b"10", "b": b"\xff", "d": b'"x"'}
-    assert new_state({"clear": "1", "value:a": "2"}, entries) == {}
+    assert new_state({"clear": "1", "confirm": "1", "value:a": "2"}, entries) == {}
+    with pytest.raises(UiError, match="confirmation") as refused:
+        new_state({"clear": "1", "value:a": "2"}, entries)
+    assert refused.value.status == 400
     with pytest.raises(UiError, match="already has an entry 'a'"):
         new_state({"new_name": "a"}, entries)
 
@@ -54,11 +57,14 @@ def test_edit_then_read_back_over_the_ingress(live: Live, http: httpx.Client) ->
     shown = text(http.get(live.ui(edited.headers["location"])))
     assert "Change submitted" in shown and '"hi"' in shown
     # A form loaded before that change is refused, with the state as it is now.
-    stale = http.post(live.ui("/ui/state/Counter/st-1"), data={"version": version, "clear": "1"})
+    stale = http.post(
+        live.ui("/ui/state/Counter/st-1"), data={"version": version, "clear": "1", "confirm": "1"}
+    )
     assert stale.status_code == 409
     assert "The state changed since the form was loaded" in text(stale)
     cleared = http.post(
-        live.ui("/ui/state/Counter/st-1"), data={"version": _version(stale.text), "clear": "1"}
+        live.ui("/ui/state/Counter/st-1"),
+        data={"version": _version(stale.text), "clear": "1", "confirm": "1"},
     )
     assert cleared.status_code == 303
     wait_until(lambda: call(http, live, "Counter/st-1/get") == 0, timeout=10, what="cleared")

@@ -137,9 +137,14 @@ def new_state(values: dict[str, str], entries: list[Entry]) -> dict[str, bytes]:
     """The state a submitted edit form asks for.
 
     Each shown entry has a ``value:<name>`` field and may be ticked ``remove:<name>``;
-    ``new_name``/``new_value`` add one entry. ``clear`` empties the state.
+    ``new_name``/``new_value`` add one entry. ``clear`` empties the state, once the
+    form's ``confirm`` box is ticked too (one click must not wipe an object's state).
     """
     if values.get("clear"):
+        if not values.get("confirm"):
+            raise UiError(
+                400, "Not cleared", "tick the confirmation box to clear all state of this key"
+            )
         return {}
     state: dict[str, bytes] = {}
     for e in entries:
