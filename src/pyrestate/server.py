@@ -8,13 +8,13 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 
-import httpx
 import uvicorn
 
 from pyrestate import __version__
 from pyrestate.admin.app import AdminApp
 from pyrestate.admin.app import overloaded as admin_overloaded
 from pyrestate.admin.discovery import discover
+from pyrestate.admin.in_process import AdminApi, ApiError
 from pyrestate.admin.invocations import add_invocation_routes
 from pyrestate.admin.registry_store import RegistryStore
 from pyrestate.admin.state import add_state_routes
@@ -118,12 +118,9 @@ class Server:
         )
 
     async def register_in_process(self, uri: str) -> None:
-        """Register (or update) an in-process deployment through the admin API."""
-        transport = httpx.ASGITransport(app=self.admin)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as admin:
-            resp = await admin.post("/deployments", json={"uri": uri, "force": True})
-        if resp.status_code not in (200, 201):
-            raise RuntimeError(f"cannot register {uri}: {resp.status_code} {resp.text}")
+        """Register (or update) an in-process deployment through the admin API; ApiError
+        if it refuses."""
+        resp = await AdminApi(self.admin).call("POST", "/deployments", {"uri": uri, "force": True})
         services = ", ".join(s["name"] for s in resp.json()["services"])
         log.info("registered in-process deployment %s: %s", uri, services)
 
@@ -162,9 +159,9 @@ async def serve(settings: Settings, in_process: Sequence[str] = ()) -> None:
     try:
         for uri in in_process:
             await server.register_in_process(uri)
-    except RuntimeError as e:
+    except ApiError as e:
         await server.stop()
-        raise SystemExit(f"error: {e}") from None
+        raise SystemExit(f"error: cannot register an in-process deployment: {e}") from None
     stopped = asyncio.create_task(stop.wait())
     writer = server.partition.writer
     try:

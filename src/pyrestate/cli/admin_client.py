@@ -65,11 +65,6 @@ class AdminClient:
         return rows
 
 
-def sql_literal(value: str) -> str:
-    """A SQL string literal; doubling quotes is the only escape SQL strings have."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _reason(e: httpx.TransportError) -> str:
     if isinstance(e, httpx.ConnectError):
         return "connection refused" if "refused" in str(e).lower() else f"cannot connect: {e}"

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 import typer
 
 from pyrestate.cli import render
-from pyrestate.cli.admin_client import DEFAULT_ADMIN_URL, AdminClient, CliError, sql_literal
+from pyrestate.cli.admin_client import DEFAULT_ADMIN_URL, AdminClient, CliError
 from pyrestate.cli.common import AdminUrl, JsonOutput, admin
+from pyrestate.query.literal import sql_literal
 from pyrestate.ui import timeline
 
 invocations = typer.Typer(no_args_is_help=True, help="Invocations: list, inspect, control")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from pyrestate.cli import render
-from pyrestate.cli.admin_client import DEFAULT_ADMIN_URL, sql_literal
+from pyrestate.cli.admin_client import DEFAULT_ADMIN_URL
 from pyrestate.cli.common import AdminUrl, JsonOutput, admin
+from pyrestate.query.literal import sql_literal
 
 kv = typer.Typer(no_args_is_help=True, help="K/V state of virtual objects and workflows")
 

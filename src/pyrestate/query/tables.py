@@ -23,6 +23,7 @@ import pyarrow as pa
 from pyrestate.core.ids import IdError, InvocationId, partition_key_of
 from pyrestate.query import grouped
 from pyrestate.query.journal import EntryView, describe, entry_kind, entry_type_name
+from pyrestate.query.literal import sql_literal
 from pyrestate.query.pushdown import Atom, TableRead
 from pyrestate.query.schema import SCHEMAS
 
@@ -125,10 +126,6 @@ def _entry(entry_type: int, body: bytes, callee: str | None) -> EntryView:
     return describe(entry_type, body, callee)
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 # --- predicates
 
 
@@ -200,7 +197,7 @@ def _status_translate(shown: dict[str, tuple[str, ...]]) -> Translate:
         stored = named if a.op in ("=", "in") else [s for s in everything if s not in named]
         if not stored:
             return "0", []
-        clause = f"status IN ({', '.join(_sql_text(s) for s in stored)})"
+        clause = f"status IN ({', '.join(sql_literal(s) for s in stored)})"
         if "completed" not in stored:
             clause += " AND status != 'completed'"
         return clause, []
@@ -522,7 +519,7 @@ def _invocation_columns(version: str) -> dict[str, Col]:
         "journal_size": _c("journal_length"),
         "journal_commands_size": _c("command_count"),
         "created_at": _c("created_at"),
-        "created_using_restate_version": _c(_sql_text(version)),
+        "created_using_restate_version": _c(sql_literal(version)),
         "modified_at": _c("modified_at"),
         "inboxed_at": _c(_when("inbox_seq IS NOT NULL", "created_at")),
         "scheduled_at": _c(_when("execution_time IS NOT NULL", "created_at")),

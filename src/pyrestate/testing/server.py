@@ -32,6 +32,7 @@ from pyrestate.config import Settings
 from pyrestate.invoker import inprocess
 from pyrestate.partition.processor import now_ms
 from pyrestate.query.engine import QueryEngine
+from pyrestate.query.literal import sql_literal
 from pyrestate.query.routes import registry_snapshot
 from pyrestate.query.tables import PartitionSource
 from pyrestate.server import Server
@@ -296,7 +297,7 @@ class RestateTestServer:
         """An object's state: each value JSON-decoded (or as bytes when it is not JSON)."""
         rows = self.sql(
             "SELECT key, value FROM state "
-            f"WHERE service_name = {_literal(service)} AND service_key = {_literal(key)}"
+            f"WHERE service_name = {sql_literal(service)} AND service_key = {sql_literal(key)}"
         )
         return {row["key"]: _decoded(bytes.fromhex(row["value"])) for row in rows}
 
@@ -306,16 +307,16 @@ class RestateTestServer:
         """Invocations (``sys_invocation`` rows), newest first, optionally filtered."""
         where = []
         if service is not None:
-            where.append(f"target_service_name = {_literal(service)}")
+            where.append(f"target_service_name = {sql_literal(service)}")
         if status is not None:
-            where.append(f"status = {_literal(status)}")
+            where.append(f"status = {sql_literal(status)}")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         return self.sql(f"SELECT * FROM sys_invocation{clause} ORDER BY created_at DESC")
 
     def journal(self, invocation_id: str) -> list[dict[str, Any]]:
         """An invocation's journal (``sys_journal`` rows: index, entry_type, name, ...)."""
         return self.sql(
-            f"SELECT * FROM sys_journal WHERE id = {_literal(invocation_id)} ORDER BY index"
+            f"SELECT * FROM sys_journal WHERE id = {sql_literal(invocation_id)} ORDER BY index"
         )
 
     # --- time
@@ -347,10 +348,6 @@ async def _off_loop(pool: ThreadPoolExecutor, fn: Any, *args: Any) -> Any:
 def _path(service: str, key: str | None, handler: str) -> str:
     parts: Sequence[str] = (service, key, handler) if key is not None else (service, handler)
     return "/" + "/".join(quote(p, safe="") for p in parts)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _decoded(raw: bytes) -> Any:

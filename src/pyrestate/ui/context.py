@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from pyrestate.ui.api import AdminApi, ApiError
+from pyrestate.admin.in_process import AdminApi, ApiError
 from pyrestate.ui.html import UiError
 
 # Service types as the admin API names them, and as the pages do.

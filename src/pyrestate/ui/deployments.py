@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from pyrestate.admin.in_process import ApiError
 from pyrestate.admin.web import Request, Response
-from pyrestate.ui.api import ApiError
 from pyrestate.ui.context import SERVICE_TYPES, Ui
 from pyrestate.ui.forms import form, same_origin
 from pyrestate.ui.html import UiError, page, redirect

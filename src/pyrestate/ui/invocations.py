@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pyrestate.admin.in_process import ApiError
 from pyrestate.admin.web import Request, Response
 from pyrestate.ui import timeline
-from pyrestate.ui.api import ApiError
 from pyrestate.ui.context import Ui
 from pyrestate.ui.forms import query, same_origin
 from pyrestate.ui.html import UiError, page, redirect

@@ -15,9 +15,9 @@ from typing import Protocol
 from urllib.parse import urlencode
 
 from pyrestate import asgi
+from pyrestate.admin.in_process import AdminApi, ApiError
 from pyrestate.admin.web import Handler, Request, Response
 from pyrestate.ui import deployments, invocations, overview, playground, state, workflows
-from pyrestate.ui.api import AdminApi, ApiError
 from pyrestate.ui.context import Ui
 from pyrestate.ui.html import UiError, error_page, redirect
 from pyrestate.ui.sql import BadValue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pyrestate.core.ids import IdError, InvocationId
+from pyrestate.query.literal import sql_literal
 
 
 class BadValue(ValueError):
@@ -31,7 +32,7 @@ def literal(value: str) -> str:
     """A SQL string literal holding ``value``."""
     if "\x00" in value:
         raise BadValue("a value may not contain a NUL character")
-    return "'" + value.replace("'", "''") + "'"
+    return sql_literal(value)
 
 
 def invocation_id(text: str) -> str:
