@@ -1008,7 +1008,8 @@ class PartitionMachine:
                 deployment = chosen
         journal = self._journals.get(st.id)
         if journal is None:
-            journal = self._loader.journal(st.id, st.journal_length)
+            # From the input alone, only it is read (a read on the writer's path).
+            journal = self._loader.journal(st.id, st.journal_length if cmd.upto else 1)
         if not journal:
             return ControlOutcome.MISSING_INPUT, None, None
         prefix = copy_prefix(journal, cmd.upto)
