@@ -208,12 +208,14 @@ def test_restart_refuses_what_it_cannot_copy(
         e["index"] for e in _journal(http, server, parent) if e["entry_type"] == "Command: Call"
     )
     # The call never completed: a prefix holding it cannot be replayed.
-    assert _failure(_restart(http, server, parent, **{"from": str(call)})) == (
+    copy_refused = (
         400,
         f"The prefix of the journal '{parent}' up to 'from' (included) contains some "
         "Commands without respective Completions.",
     )
-    assert _failure(_restart(http, server, parent, **{"from": "99"}))[0] == 400
+    assert _failure(_restart(http, server, parent, **{"from": str(call)})) == copy_refused
+    # Past the journal's end: the entries it names are missing, which is the same refusal.
+    assert _failure(_restart(http, server, parent, **{"from": "99"})) == copy_refused
     bad = _restart(http, server, parent, deployment="nope")
     assert _failure(bad) == (
         400,
@@ -257,6 +259,14 @@ def test_resume_on_a_named_deployment(
         what="the first charge failing",
     )
     assert _control(http, server, pinned, "pause").status_code in (200, 202)
+    # 202: the official pauses a running attempt asynchronously; resuming before that is
+    # a resume of a running invocation (409), not what this test is after.
+    status = f"SELECT status FROM sys_invocation WHERE id = '{pinned}'"
+    wait_until(
+        lambda: sql_rows(http, server, status) == [{"status": "paused"}],
+        timeout=30,
+        what="the pause applied",
+    )
     resume = f"{server.admin_url}/invocations/{pinned}/resume"
     assert _failure(http.patch(resume, params=unknown)) == (
         400,
