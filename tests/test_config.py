@@ -95,3 +95,39 @@ def test_asgi_import_is_off_unless_asked_for(tmp_path: Path) -> None:
     assert load_settings({"asgi_import": False}, env={}, config_file=toml).asgi_import is False
     with pytest.raises(ConfigError, match="asgi_import must be true or false"):
         load_settings({}, env={"PYRESTATE_ASGI_IMPORT": "maybe"})
+
+
+def test_kafka_clusters_in_the_official_toml_and_env_forms(tmp_path: Path) -> None:
+    path = _toml(
+        tmp_path,
+        '[[ingress.kafka-clusters]]\nname = "one"\nbrokers = ["PLAINTEXT://h1:9092", "h2:9092"]\n'
+        '"client.id" = "me"\n"session.timeout.ms" = 6000\n',
+    )
+    (one,) = load_settings({}, env={}, config_file=path).kafka_clusters
+    assert one.name == "one" and one.static
+    assert one.properties == {
+        "metadata.broker.list": "PLAINTEXT://h1:9092,h2:9092",
+        "client.id": "me",
+        "session.timeout.ms": "6000",
+    }
+    assert one.brokers() == ["h1:9092", "h2:9092"]
+    env = {"RESTATE_INGRESS__KAFKA_CLUSTERS": '[{name="two",brokers=["PLAINTEXT://h:1"]}]'}
+    (two,) = load_settings({}, env=env, config_file=path).kafka_clusters
+    assert two.name == "two", "the environment beats the file"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("[{brokers=['h:1']}]", "has no name"),
+        ("[{name='a'}]", "needs brokers"),
+        ("[{name='a',brokers=['h:1']},{name='a',brokers=['h:2']}]", "used twice"),
+        ("[{name='a',brokers=['h:1'],'foo.bar'='x'}]", "'foo.bar' is not supported"),
+        ("[{name='a',brokers=['h:1'],'auto.offset.reset'='sideways'}]", "must be one of"),
+        ("{name='a'}", "must be a list"),
+        ("[{name=", "TOML array"),
+    ],
+)
+def test_bad_kafka_clusters_name_the_problem(value: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_settings({}, env={"RESTATE_INGRESS__KAFKA_CLUSTERS": value})

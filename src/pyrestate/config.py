@@ -5,7 +5,9 @@ The official server's names work too, so scripts written for it keep working:
 ``RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE``,
 ``RESTATE_ADMIN__QUERY_ENGINE__PGSQL_BIND_ADDRESS``, ``--base-dir``, and the TOML keys
 ``ingress.bind-address``, ``admin.bind-address``, ``admin.query-engine.pgsql-bind-address``,
-``base-dir``, ``worker.invoker.request-identity-private-key-pem-file``.
+``base-dir``, ``worker.invoker.request-identity-private-key-pem-file``, and Kafka
+clusters as ``[[ingress.kafka-clusters]]`` tables or ``RESTATE_INGRESS__KAFKA_CLUSTERS``
+(a TOML inline array of them).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from pyrestate.subscriptions.kafka_options import KafkaOptionError, check_options
+from pyrestate.subscriptions.model import KafkaCluster
 
 
 class ConfigError(ValueError):
@@ -40,6 +45,8 @@ class Settings:
     # Let the admin API register asgi://module/app deployments by importing the module
     # into this process (in-process services); off: only apps `pyrestate run` mounted.
     asgi_import: bool = False
+    # Kafka clusters subscriptions may read from (the official "static" clusters).
+    kafka_clusters: tuple[KafkaCluster, ...] = ()
 
 
 # Each setting: (pyrestate env, official env, TOML paths in order of preference).
@@ -136,7 +143,58 @@ def load_settings(
             value = str(value)
             split_bind(value)  # validate early, with the setting's name in the error
         settings = replace(settings, **{name: value})
+    clusters = env.get(_KAFKA_ENV)
+    if clusters is not None:
+        try:
+            listed = tomllib.loads(f"v = {clusters}")["v"]
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{_KAFKA_ENV} must be a TOML array of tables: {e}") from None
+    else:
+        listed = _toml_value(doc, ("ingress", "kafka-clusters"))
+    if listed is not None:
+        settings = replace(settings, kafka_clusters=_kafka_clusters(listed))
     return settings
+
+
+_KAFKA_ENV = "RESTATE_INGRESS__KAFKA_CLUSTERS"
+_MAX_CLUSTERS = 256
+
+
+def _kafka_clusters(listed: Any) -> tuple[KafkaCluster, ...]:
+    """``[{name = "x", brokers = ["PLAINTEXT://host:port"], <librdkafka property> = ...}]``;
+    brokers become the property ``metadata.broker.list``, as the official shows them."""
+    what = "ingress.kafka-clusters"
+    if not isinstance(listed, list) or len(listed) > _MAX_CLUSTERS:
+        raise ConfigError(f"{what} must be a list of at most {_MAX_CLUSTERS} tables")
+    clusters: dict[str, KafkaCluster] = {}
+    for entry in listed:
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{what}: every cluster must be a table with name and brokers")
+        name = entry.get("name")
+        brokers = entry.get("brokers")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{what}: a cluster has no name")
+        if name in clusters:
+            raise ConfigError(f"{what}: the cluster name '{name}' is used twice")
+        if (
+            not isinstance(brokers, list)
+            or not brokers
+            or not all(isinstance(b, str) and b for b in brokers)
+        ):
+            raise ConfigError(f"{what}: cluster '{name}' needs brokers, a list of host:port")
+        properties = {"metadata.broker.list": ",".join(brokers)}
+        for key, value in entry.items():
+            if key in ("name", "brokers"):
+                continue
+            if isinstance(value, dict | list):
+                raise ConfigError(f"{what}: cluster '{name}': '{key}' must be a plain value")
+            properties[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        try:
+            check_options(properties)
+        except KafkaOptionError as e:
+            raise ConfigError(f"{what}: cluster '{name}': {e}") from None
+        clusters[name] = KafkaCluster(name, properties, static=True)
+    return tuple(clusters.values())
 
 
 def _flag(name: str, value: Any) -> bool:

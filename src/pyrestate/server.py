@@ -31,6 +31,10 @@ from pyrestate.query.routes import add_query_routes, registry_snapshot
 from pyrestate.query.service import QueryService
 from pyrestate.schemas import RegistryHolder, SchemaView
 from pyrestate.storage.sqlite import SqlitePartitionStore
+from pyrestate.subscriptions.admin import add_subscription_routes
+from pyrestate.subscriptions.catalog import Catalog
+from pyrestate.subscriptions.manager import SubscriptionManager
+from pyrestate.subscriptions.store import SubscriptionStore
 from pyrestate.ui.routes import add_ui_routes
 
 log = logging.getLogger("pyrestate")
@@ -79,6 +83,10 @@ class Server:
             lambda sql: self.query.query(sql, as_json=False), server_version=_PG_VERSION
         )
         add_state_routes(self.admin, self.partition, self.registry)
+        self.catalog = Catalog(SubscriptionStore(data / "metadata.db"), settings.kafka_clusters)
+        add_subscription_routes(self.admin, self.catalog, self.registry)
+        self.subscriptions = SubscriptionManager(self.catalog, self.partition, self.schemas)
+        self.catalog.on_change(self.subscriptions.reconcile)
         add_ui_routes(self.admin, ingress_url=self._ingress_url())
         self._http: list[uvicorn.Server] = []
         self._loops: list[asyncio.Task[None]] = []
@@ -90,6 +98,7 @@ class Server:
     async def start(self, listen: bool = True) -> None:
         """``listen``: serve the ingress, admin and psql ports (else only in-process)."""
         await self.partition.start()
+        self.subscriptions.start()
         if not listen:
             return
         await self.query.warm_up()
@@ -125,6 +134,7 @@ class Server:
         log.info("registered in-process deployment %s: %s", uri, services)
 
     async def stop(self) -> None:
+        await self.subscriptions.aclose()
         for server in self._http:
             server.should_exit = True
         await asyncio.gather(*self._loops, return_exceptions=True)

@@ -46,7 +46,7 @@ def _fail(path: str, problem: str) -> ManifestError:
     return ManifestError(f"{problem} at {path}")
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):
@@ -62,7 +62,7 @@ def _typed(expected: str, *types: type) -> Check:
     def check(value: Any, path: str) -> Any:
         # By exact type: a boolean is no integer here.
         if type(value) not in types:
-            raise _fail(path, f"invalid type: {_shown(value)}, expected {expected}")
+            raise _fail(path, f"invalid type: {shown(value)}, expected {expected}")
         return value
 
     return check
@@ -102,7 +102,7 @@ def _u64(minimum: int, maximum: int = 2**64 - 1, unit: str = "") -> Check:
 def _one_of(*names: str) -> Check:
     def check(value: Any, path: str) -> str:
         if value not in names:
-            raise _fail(path, f"unknown variant {_shown(value)}, expected one of {_listed(names)}")
+            raise _fail(path, f"unknown variant {shown(value)}, expected one of {_listed(names)}")
         return value
 
     return check
@@ -113,7 +113,7 @@ def _matching(pattern: str) -> Check:
 
     def check(value: Any, path: str) -> str:
         if not regex.fullmatch(_STRING(value, path)):
-            raise _fail(path, f'{_shown(value)} doesn\'t match pattern "{pattern}"')
+            raise _fail(path, f'{shown(value)} doesn\'t match pattern "{pattern}"')
         return value
 
     return check
@@ -121,7 +121,7 @@ def _matching(pattern: str) -> Check:
 
 def _string_map(value: Any, path: str) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise _fail(path, f"invalid type: {_shown(value)}, expected a map")
+        raise _fail(path, f"invalid type: {shown(value)}, expected a map")
     return {k: _STRING(v, f"{path}.{k}") for k, v in value.items()}
 
 
@@ -132,7 +132,7 @@ def _any(value: Any, path: str) -> Any:
 def _array_of(item: Check) -> Check:
     def check(value: Any, path: str) -> list[Any]:
         if not isinstance(value, list):
-            raise _fail(path, f"invalid type: {_shown(value)}, expected an array")
+            raise _fail(path, f"invalid type: {shown(value)}, expected an array")
         return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
 
     return check
@@ -141,7 +141,7 @@ def _array_of(item: Check) -> Check:
 def _struct(fields: dict[str, Check], required: tuple[str, ...] = ()) -> Check:
     def check(value: Any, path: str) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise _fail(path, f"invalid type: {_shown(value)}, expected an object")
+            raise _fail(path, f"invalid type: {shown(value)}, expected an object")
         repeated = getattr(value, "repeated", None)
         if repeated is not None:
             raise _fail(path, f"duplicate field `{repeated}`")

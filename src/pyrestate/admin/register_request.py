@@ -29,7 +29,7 @@ class RegisterRequest:
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
-_URI_BAD_CHARS = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
+URI_BAD_CHARS = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _UNTAGGED = (
     "Failed to deserialize the JSON body into the target type: "
@@ -39,7 +39,7 @@ _UNTAGGED = (
 
 def uri_problem(uri: str) -> str | None:
     """'invalid' if the official URI parser refuses it, 'relative' if not absolute."""
-    if not uri or _URI_BAD_CHARS.search(uri):
+    if not uri or URI_BAD_CHARS.search(uri):
         return "invalid"
     scheme, sep, rest = uri.partition("://")
     if not sep:

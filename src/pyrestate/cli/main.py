@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from pyrestate.cli.operate import operate
+from pyrestate.cli.subscriptions import kafka_clusters, subscriptions
 from pyrestate.config import ConfigError, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="pyrestate: durable execution")
@@ -166,6 +167,11 @@ identity = typer.Typer(no_args_is_help=True, help="Request identity (signed requ
 app.add_typer(identity, name="identity")
 # Operator commands (services, deployments, invocations, kv, sql, status) at top level.
 app.add_typer(operate)
+# Kafka: under the official CLI's names and (hidden) short aliases.
+app.add_typer(subscriptions, name="subscriptions")
+app.add_typer(subscriptions, name="sub", hidden=True)
+app.add_typer(kafka_clusters, name="kafka-clusters")
+app.add_typer(kafka_clusters, name="kc", hidden=True)
 
 
 @identity.command("public-key")

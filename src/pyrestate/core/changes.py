@@ -56,6 +56,8 @@ class Changes:
     # State mutations waiting in a busy key's inbox, and those since applied or dropped.
     mutations_queued: list[StateMutation] = field(default_factory=list)
     mutations_done: list[int] = field(default_factory=list)
+    # Latest sequence number accepted per producer (Kafka subscription topic partition).
+    producers: dict[str, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(
@@ -72,4 +74,5 @@ class Changes:
             or self.journals_purged
             or self.mutations_queued
             or self.mutations_done
+            or self.producers
         )

@@ -52,6 +52,10 @@ class Invoke:
     caller: CallerRef | None = None  # completion to deliver the result to
     reply: int | None = None  # ingress token that waits for the outcome
     retention: Retention = Retention()
+    # From a Kafka subscription: its id, and (producer, sequence number) to drop a record
+    # delivered again (the producer names the topic partition, the sequence is the offset).
+    subscription_id: str | None = None
+    dedup: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

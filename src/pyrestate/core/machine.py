@@ -152,6 +152,9 @@ class PartitionMachine:
         # In memory only while a batch handles them (scheduled ones wait in storage).
         self._evictable: list[InvocationId] = []
         self._next_inbox_seq = 0
+        # Latest sequence number accepted per producer (one per subscribed Kafka topic
+        # partition: few, all in memory), to drop records delivered again.
+        self.producers: dict[str, int] = {}
         # What the current batch completed and which object keys it touched, so that
         # committed() can let go of them without scanning everything in memory.
         self._completed: list[InvocationId] = []
@@ -167,9 +170,10 @@ class PartitionMachine:
         active: Iterable[InvocationStatus],
         now: int,
         mutations: Iterable[StateMutation] = (),
+        producers: Mapping[str, int] | None = None,
     ) -> None:
         """Rebuild memory from committed storage's active invocations, restart running ones."""
-        self.reload(active, now, mutations)
+        self.reload(active, now, mutations, producers)
         for st in list(self.invocations.values()):
             if st.status is Status.INVOKED:
                 self._start_attempt(st)
@@ -179,6 +183,7 @@ class PartitionMachine:
         active: Iterable[InvocationStatus],
         now: int,
         mutations: Iterable[StateMutation] = (),
+        producers: Mapping[str, int] | None = None,
     ) -> None:
         """Forget everything not committed; memory as committed storage has it.
 
@@ -197,6 +202,7 @@ class PartitionMachine:
         self._changes = Changes()
         self._effects = []
         self._next_inbox_seq = 0
+        self.producers = dict(producers or {})
         self._now = now
         inboxed: list[InvocationStatus] = []
         for st in active:
@@ -405,6 +411,15 @@ class PartitionMachine:
     # --- New invocations
 
     def _on_invoke(self, cmd: Invoke) -> None:
+        if cmd.dedup is not None:
+            producer, seq = cmd.dedup
+            if seq <= self.producers.get(producer, -1):
+                # Delivered again (a consumer restarted behind what was accepted): drop.
+                if cmd.reply is not None:
+                    self._effects.append(Reply(cmd.reply, None, previously=True))
+                return
+            self.producers[producer] = seq
+            self._changes.producers[producer] = seq
         run = _is_run(cmd.target)
         if cmd.idempotency_key is not None or run:
             # Their ids are derived from workflow or idempotency key: a duplicate finds it.
@@ -469,6 +484,7 @@ class PartitionMachine:
             modified_at=self._now,
             headers=cmd.headers,
             idempotency_key=cmd.idempotency_key,
+            subscription_id=cmd.subscription_id,
             callers=(cmd.caller,) if cmd.caller is not None else (),
             execution_time=cmd.execution_time,
             completion_retention=cmd.retention.completion_ms,

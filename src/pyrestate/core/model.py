@@ -99,6 +99,7 @@ class InvocationStatus:
     modified_at: int
     headers: tuple[tuple[str, str], ...] = ()
     idempotency_key: str | None = None
+    subscription_id: str | None = None  # the Kafka subscription that started it
     # Completions to deliver the result to (a call, plus idempotent duplicates of it).
     callers: tuple[CallerRef, ...] = ()
     execution_time: int | None = None  # for delayed invocations

@@ -101,7 +101,7 @@ class PartitionProcessor:
         """Load what was committed, restart interrupted attempts, start the writer loop."""
         now = self._clock()
         active, mutations = self._committed_queues()
-        self.machine.recover(active, now, mutations)
+        self.machine.recover(active, now, mutations, self.store.producers())
         await self._advance_timer_window(now)
         # Restarted attempts are effects like any other; nothing new to commit for them
         # except their attempt numbers, so run them through a normal commit.
@@ -142,6 +142,10 @@ class PartitionProcessor:
             and not (self._timers and self._timers[0].wake_at <= now)
         )
 
+    def accepted_seq(self, producer: str) -> int | None:
+        """The latest sequence number of ``producer`` accepted: where its records resume."""
+        return self.machine.producers.get(producer)
+
     # --- Submitting
 
     def submit(self, command: Command) -> None:
@@ -156,12 +160,19 @@ class PartitionProcessor:
         ``follow``: the caller will wait for the invocation's completion if it is still
         running (a call or attach); a one-way send does not, and parks nothing.
         """
+        return await self.request_soon(make, follow)
+
+    def request_soon(
+        self, make: Callable[[int], Command], follow: bool = True
+    ) -> asyncio.Future[Answer]:
+        """``request`` submitted now (commands keep the order of these calls); the future
+        resolves once it is committed."""
         token = self._next_token
         self._next_token += 1
         fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._replies[token] = (fut, follow)
         self.submit(make(token))
-        return await fut
+        return fut
 
     def forget(self, invocation_id: InvocationId, completion: asyncio.Future[Output]) -> None:
         """A waiting request went away: drop its completion future (and cancel it)."""
@@ -247,7 +258,8 @@ class PartitionProcessor:
             self.machine.take_changes()
             self.machine.take_effects()
             active, mutations = await self._read(self._committed_queues)
-            self.machine.reload(active, now, mutations)
+            producers = await self._read(self.store.producers)
+            self.machine.reload(active, now, mutations, producers)
         for i, error in rejected.items():
             self._reject(batch[i], error)
 

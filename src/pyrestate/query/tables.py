@@ -111,8 +111,10 @@ def _callers(text: str) -> list[Any] | None:
     return first if len(first) < 4 or first[3] == 0x800D else None
 
 
-def _invoked_by(text: str) -> str:
-    return "service" if _callers(text) is not None else "ingress"
+def _invoked_by(callers: str, subscription: str | None) -> str:
+    if subscription is not None:
+        return "subscription"
+    return "service" if _callers(callers) is not None else "ingress"
 
 
 def _invoked_by_id(text: str) -> str | None:
@@ -507,9 +509,9 @@ def _invocation_columns(version: str) -> dict[str, Col]:
         "scope": NULL,
         "limit_key": NULL,
         "idempotency_key": _c("idempotency_key"),
-        "invoked_by": _c("callers", post=_invoked_by),
+        "invoked_by": _c("callers", "subscription_id", post=_invoked_by),
         "invoked_by_id": _c("callers", post=_invoked_by_id),
-        "invoked_by_subscription_id": NULL,
+        "invoked_by_subscription_id": _c("subscription_id"),
         "invoked_by_service_name": NULL,
         "invoked_by_target": NULL,
         "restarted_from": NULL,

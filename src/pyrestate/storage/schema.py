@@ -142,6 +142,17 @@ CREATE INDEX invocation_created ON invocation(created_at);
 """
 
 
+# Version 7: invocations started by a Kafka subscription, and the latest record offset
+# accepted per subscribed topic partition (records delivered again are dropped).
+_V6_TO_V7 = """
+ALTER TABLE invocation ADD COLUMN subscription_id TEXT;
+CREATE TABLE producer (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
 def _seen_to_rows(db: sqlite3.Connection) -> None:
     """Version 1 kept seen ids as JSON in the invocation row; move them to their table."""
     rows = db.execute("SELECT id, seen FROM invocation WHERE status != 'completed'").fetchall()
@@ -182,6 +193,10 @@ def _migrate_5_to_6(db: sqlite3.Connection) -> None:
     _run(db, _V5_TO_V6)
 
 
+def _migrate_6_to_7(db: sqlite3.Connection) -> None:
+    _run(db, _V6_TO_V7)
+
+
 # _STEPS[n] takes a database from version n + 1 to n + 2.
 _STEPS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_1_to_2,
@@ -189,6 +204,7 @@ _STEPS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_3_to_4,
     _migrate_4_to_5,
     _migrate_5_to_6,
+    _migrate_6_to_7,
 ]
 LATEST = len(_STEPS) + 1
 

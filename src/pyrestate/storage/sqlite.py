@@ -39,7 +39,8 @@ _COLUMNS = (
     "deployment_id, journal_length, command_count, attempt, retry_count, next_retry_at, "
     "last_failure_code, last_failure_message, last_failure_related, waiting, "
     "output_value, output_failure_code, output_failure_message, completion_retention, "
-    "journal_retention, attempt_failures, last_progress_at, output_failure_metadata"
+    "journal_retention, attempt_failures, last_progress_at, output_failure_metadata, "
+    "subscription_id"
 )
 _UPSERT = (
     f"INSERT OR REPLACE INTO invocation ({_COLUMNS}, expires_at) VALUES ("
@@ -90,6 +91,7 @@ def _status_row(st: InvocationStatus) -> tuple[object, ...]:
         st.attempt_failures,
         st.last_progress_at,
         _metadata_text(out.failure) if out is not None and out.failure else None,
+        st.subscription_id,
         # When the retention sweep may delete it.
         st.completed_at + max(st.completion_retention, st.journal_retention)
         if st.completed_at is not None and st.status is Status.COMPLETED
@@ -155,6 +157,7 @@ def _status_from_row(r: tuple) -> InvocationStatus:  # type: ignore[type-arg]
         modified_at=r[8],
         headers=tuple(tuple(h) for h in json.loads(r[9])),  # type: ignore[misc]
         idempotency_key=r[10],
+        subscription_id=r[34],
         callers=_callers_from(r[11]),
         execution_time=r[12],
         inbox_seq=r[13],
@@ -282,6 +285,10 @@ class SqlitePartitionStore:
         if c.journals_purged:
             db.executemany(
                 "DELETE FROM journal WHERE id = ?", [(i.to_bytes(),) for i in c.journals_purged]
+            )
+        if c.producers:
+            db.executemany(
+                "INSERT OR REPLACE INTO producer (id, seq) VALUES (?, ?)", c.producers.items()
             )
         if c.statuses:
             db.executemany(_UPSERT, [_status_row(st) for st in c.statuses.values()])
@@ -429,6 +436,10 @@ class SqlitePartitionStore:
             )
             for seq, service, key, version, state in rows
         ]
+
+    def producers(self) -> dict[str, int]:
+        """The latest sequence number accepted per producer."""
+        return dict(self._reader.execute("SELECT id, seq FROM producer"))
 
     def active_invocations(self) -> list[InvocationStatus]:
         """What must be in memory after a start: not completed, not merely scheduled."""
