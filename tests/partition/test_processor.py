@@ -303,20 +303,25 @@ async def test_records_delivered_again_are_dropped_also_after_a_restart(
     def record(n: int, offset: int) -> asyncio.Future:  # type: ignore[type-arg]
         inv = InvocationId(n, bytes(15) + bytes([n]))
         return p.request_soon(
-            lambda t: Invoke(inv, _object("k"), b"", reply=t, dedup=("sub/g/t/0", offset)),
+            lambda t: Invoke(
+                inv, _object("k"), b"", reply=t, subscription_id="sub", dedup=("sub/g/t/0", offset)
+            ),
             follow=False,
         )
 
     answers = await asyncio.gather(record(1, 0), record(2, 1), record(3, 1), record(4, 0))
     assert [a.invocation_id is not None for a in answers] == [True, True, False, False]
     assert p.accepted_seq("sub/g/t/0") == 1 and p.accepted_seq("sub/g/t/1") is None
+    assert p.live_from("sub") == 2, "two invocations, neither completed"
     await p.stop()
 
     p, _ = await _started(store)
     assert p.accepted_seq("sub/g/t/0") == 1, "the accepted offset is durable"
+    assert p.live_from("sub") == 2, "counted again from storage"
     again, fresh = await asyncio.gather(record(5, 1), record(6, 2))
     assert again.invocation_id is None and fresh.invocation_id is not None
     ids = {i.to_bytes() for i in (InvocationId(n, bytes(15) + bytes([n])) for n in (1, 2, 6))}
     stored = store.invocations(InvocationId(n, bytes(15) + bytes([n])) for n in range(1, 7))
     assert {i.to_bytes() for i in stored} == ids, "one invocation per offset, none twice"
+    assert {st.subscription_id for st in stored.values()} == {"sub"}
     await p.stop()

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from pyrestate.core.commands import Retention
+from pyrestate.core.commands import Control, ControlAction, Retention
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import HandlerType, ServiceType, Status, Target
 from pyrestate.ingress.app import Route
 from pyrestate.partition.processor import PartitionProcessor
 from pyrestate.storage.sqlite import SqlitePartitionStore
+from pyrestate.subscriptions import consumer as consumer_module
 from pyrestate.subscriptions.consumer import SubscriptionConsumer
 from pyrestate.subscriptions.model import KafkaCluster, Subscription
 
@@ -166,3 +167,28 @@ async def test_a_key_that_is_not_utf8_stops_its_partition_only(
     )
     statuses = {st.status for st in partition.machine.invocations.values()}
     assert statuses <= {Status.INVOKED, Status.INBOXED}
+
+
+async def test_fetching_waits_while_the_handlers_are_behind(
+    tansu: Tansu, partition: PartitionProcessor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer_module, "MAX_LIVE", 3)
+    await tansu.create_topic("t", 1)
+    await tansu.produce("t", [(f"k{i}".encode(), b"{}") for i in range(10)])
+    cluster = KafkaCluster("tansu", {"bootstrap.servers": tansu.bootstrap})
+    consumer = SubscriptionConsumer(_sub("service://Obj/h"), cluster, partition, Sinks())
+    task = asyncio.create_task(consumer.run())
+    try:
+        await _until(lambda: len(_invocations(partition)) == 3)
+        await asyncio.sleep(1.0)
+        assert len(_invocations(partition)) == 3, "no invocation completed: nothing more read"
+        assert partition.live_from("sub_1x") == 3
+        # Two complete (killed by an operator): two more records are read, not more.
+        for inv in list(partition.machine.invocations)[:2]:
+            await partition.request(lambda t, i=inv: Control(i, ControlAction.KILL, t))
+        await _until(lambda: len(_invocations(partition)) == 5)
+        await asyncio.sleep(1.0)
+        assert len(_invocations(partition)) == 5 and partition.live_from("sub_1x") == 3
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -155,6 +155,9 @@ class PartitionMachine:
         # Latest sequence number accepted per producer (one per subscribed Kafka topic
         # partition: few, all in memory), to drop records delivered again.
         self.producers: dict[str, int] = {}
+        # Invocations not yet completed per subscription that started them: how far its
+        # consumer may run ahead of the handlers.
+        self.subscribed_live: dict[str, int] = {}
         # What the current batch completed and which object keys it touched, so that
         # committed() can let go of them without scanning everything in memory.
         self._completed: list[InvocationId] = []
@@ -203,10 +206,12 @@ class PartitionMachine:
         self._effects = []
         self._next_inbox_seq = 0
         self.producers = dict(producers or {})
+        self.subscribed_live.clear()
         self._now = now
         inboxed: list[InvocationStatus] = []
         for st in active:
             self.invocations[st.id] = st
+            self._count_subscribed(st, 1)
             if st.status is Status.INBOXED:
                 inboxed.append(st)
             elif st.target.holds_lock and st.status is not Status.SCHEDULED:
@@ -492,6 +497,7 @@ class PartitionMachine:
             deployment_id=deployment,
         )
         self.invocations[st.id] = st
+        self._count_subscribed(st, 1)
         fresh: JournalEntry | None
         if prefix is None:
             fresh = notif.input_entry(cmd.input, cmd.headers)
@@ -876,7 +882,17 @@ class PartitionMachine:
         if st is not None:
             self._complete(st, st.output or _MISSING_OUTPUT)
 
+    def _count_subscribed(self, st: InvocationStatus, delta: int) -> None:
+        sub = st.subscription_id
+        if sub is not None:
+            live = self.subscribed_live.get(sub, 0) + delta
+            if live > 0:
+                self.subscribed_live[sub] = live
+            else:
+                self.subscribed_live.pop(sub, None)
+
     def _complete(self, st: InvocationStatus, output: Output) -> None:
+        self._count_subscribed(st, -1)
         st.status = Status.COMPLETED
         self._completed.append(st.id)
         st.output = output

@@ -146,6 +146,10 @@ class PartitionProcessor:
         """The latest sequence number of ``producer`` accepted: where its records resume."""
         return self.machine.producers.get(producer)
 
+    def live_from(self, subscription_id: str) -> int:
+        """Invocations a subscription started that have not completed yet."""
+        return self.machine.subscribed_live.get(subscription_id, 0)
+
     # --- Submitting
 
     def submit(self, command: Command) -> None:

@@ -11,7 +11,8 @@ tools show the progress.
 Records of one topic partition are submitted in offset order, so the invocations of one
 object key queue in its inbox in that order; a slow key does not hold others back (its
 invocations wait durably in its inbox, not here). At most one fetched batch is in flight:
-the next is fetched once the previous one is committed.
+the next is fetched once the previous one is committed, and fetching pauses while the
+subscription has MAX_LIVE invocations not completed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from pyrestate.subscriptions.model import KafkaCluster, Subscription
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000  # records fetched and submitted at once
+# Fetching pauses while this many of the subscription's invocations have not completed:
+# Kafka keeps the backlog, not the server's memory (about 1.2 KiB per queued invocation).
+MAX_LIVE = 20_000
+LIVE_WAIT_S = 0.05
 FETCH_WAIT_MS = 200
 COMMIT_INTERVAL_S = 1.0  # how often the group's offsets follow what was accepted
 TOPIC_WAIT_S = 1.0  # how often a missing topic is looked for
@@ -48,6 +53,8 @@ BLOCKED_LOG_INTERVAL_S = 60.0
 
 class Partition(Protocol):
     def accepted_seq(self, producer: str) -> int | None: ...
+
+    def live_from(self, subscription_id: str) -> int: ...
 
     def request_soon(
         self, make: Callable[[int], Invoke], follow: bool = True
@@ -100,14 +107,15 @@ class SubscriptionConsumer:
         # fetched but never accepted is read again.
         self._positions: dict[TopicPartition, int] = {}
         self._blocked: dict[TopicPartition, tuple[int, str]] = {}
+        self._progressed = False  # since the consumer last (re)started
 
     async def run(self) -> None:
         """Consume until cancelled; a failure is logged and the consumer started again."""
         delay = RETRY_FIRST_S
         while True:
-            progressed = False
+            self._progressed = False
             try:
-                progressed = await self._consume()
+                await self._consume()
             except PartitionUnavailable:
                 return  # the server stops
             except Exception as e:  # the broker, its options, a removed sink: retried
@@ -119,7 +127,7 @@ class SubscriptionConsumer:
                     delay,
                     e or type(e).__name__,
                 )
-            delay = RETRY_FIRST_S if progressed else min(delay * 2, RETRY_MAX_S)
+            delay = RETRY_FIRST_S if self._progressed else min(delay * 2, RETRY_MAX_S)
             await asyncio.sleep(delay)
 
     def _arguments(self) -> dict[str, Any]:
@@ -127,7 +135,7 @@ class SubscriptionConsumer:
         args.pop("group_id", None)
         return args
 
-    async def _consume(self) -> bool:
+    async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.cluster.brokers(),
             group_id=self.sub.group_id,
@@ -141,7 +149,6 @@ class SubscriptionConsumer:
         next_commit = loop.time() + COMMIT_INTERVAL_S
         next_blocked_log = 0.0
         committed: dict[TopicPartition, int] = {}
-        progressed = False
         try:
             while True:
                 now = loop.time()
@@ -151,21 +158,26 @@ class SubscriptionConsumer:
                 if self._blocked and now >= next_blocked_log:
                     self._log_blocked()
                     next_blocked_log = now + BLOCKED_LOG_INTERVAL_S
+                if now >= next_commit:
+                    await self._commit_group(consumer, committed)
+                    next_commit = loop.time() + COMMIT_INTERVAL_S
                 if not assigned:
                     await asyncio.sleep(TOPIC_WAIT_S)
                     continue
-                batch = await consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=MAX_BATCH)
+                room = MAX_LIVE - self._partition.live_from(self.sub.id)
+                if room <= 0:
+                    await asyncio.sleep(LIVE_WAIT_S)  # the handlers are behind: wait
+                    continue
+                batch = await consumer.getmany(
+                    timeout_ms=FETCH_WAIT_MS, max_records=min(MAX_BATCH, room)
+                )
                 if batch:
                     await self._ingest(consumer, batch)
-                    progressed = True
-                if loop.time() >= next_commit:
-                    await self._commit_group(consumer, committed)
-                    next_commit = loop.time() + COMMIT_INTERVAL_S
+                    self._progressed = True
         finally:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._commit_group(consumer, committed), 2.0)
             await consumer.stop()
-        return progressed
 
     async def _assign(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """Take every partition of the topic (new ones appear), each from where it resumes."""
