@@ -13,13 +13,8 @@ Writes bench/results/inprocess.{json,md}.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -152,46 +147,8 @@ def table(meta: dict[str, Any], runs: list[dict[str, Any]], workloads: str) -> s
     return "\n".join(lines) + "\n"
 
 
-async def main_async(a: argparse.Namespace) -> None:
-    git = run.git_state()
-    run.require_clean(git, a.allow_dirty)
-    cfg = run.parse_args(
-        ["--servers", "pyrestate", "--workloads", a.workloads, "--duration", str(a.duration)]
-    )
-    meta = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "command": " ".join([".venv/bin/python", "bench/inprocess.py", *sys.argv[1:]]),
-        "machine": run.machine_info(),
-        "git": git,
-        "duration": cfg.duration,
-        "concurrency": cfg.concurrency,
-    }
-    base = Path(tempfile.mkdtemp(prefix="pyrestate-bench-inprocess-"))
-    runs: list[dict[str, Any]] = []
-    for rnd in range(a.rounds):
-        order = MODES if rnd % 2 == 0 else MODES[::-1]
-        result: dict[str, Any] = {"round": rnd + 1}
-        for mode in order:
-            print(f"round {rnd + 1}/{a.rounds}, {mode}", flush=True)
-            result[mode] = await one(cfg, mode, base / f"r{rnd + 1}-{mode}")
-        runs.append(result)
-    out = BENCH_DIR / "results"
-    (out / "inprocess.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
-    (out / "inprocess.md").write_text(table(meta, runs, cfg.workloads))
-    print(table(meta, runs, cfg.workloads))
-
-
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--duration", type=float, default=10.0)
-    p.add_argument("--workloads", default="abd")
-    p.add_argument("--allow-dirty", action="store_true", help="run on uncommitted changes")
-    a = p.parse_args()
-    if any(w not in "abd" for w in a.workloads):
-        p.error("--workloads: letters of abd")
-    loadgen.install_fast_loop()
-    asyncio.run(main_async(a))
+    run.modes_main(__doc__, "inprocess", MODES, one, table, "abd")
 
 
 if __name__ == "__main__":

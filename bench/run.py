@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -218,11 +218,12 @@ def server_ready(server: Server) -> bool:
     return True
 
 
-def start_server(kind: str, workdir: Path) -> Server:
+def start_server(kind: str, workdir: Path, extra_env: dict[str, str] | None = None) -> Server:
     ingress, admin, node = free_ports(3)
     data = workdir / "data"
     data.mkdir(parents=True)
     argv, env = server_command(kind, data, ingress, admin, node)
+    env.update(extra_env or {})
     proc = Proc(f"{kind} server", argv, workdir / "server.log", env, REPO_ROOT)
     server = Server(kind, proc, ingress, admin)
     try:
@@ -1067,6 +1068,66 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     loadgen.install_fast_loop()
     asyncio.run(main_async(cfg))
+
+
+# --- pyrestate against itself in two modes (bench/inprocess.py, bench/tracing.py)
+
+OneMode = Callable[["Config", str, Path], Awaitable[dict[str, Any]]]
+ModesTable = Callable[[dict[str, Any], list[dict[str, Any]], str], str]
+
+
+def modes_main(
+    doc: str | None,
+    name: str,
+    modes: tuple[str, str],
+    one: OneMode,
+    table: ModesTable,
+    workloads: str,
+) -> None:
+    """Parse ``--rounds --duration --workloads --allow-dirty``; run ``one`` for each mode,
+    in alternating order round by round, on the workloads (letters of ``workloads``); write
+    bench/results/<name>.{json,md}."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--workloads", default=workloads)
+    p.add_argument("--allow-dirty", action="store_true", help="run on uncommitted changes")
+    a = p.parse_args()
+    if any(w not in workloads for w in a.workloads):
+        p.error(f"--workloads: letters of {workloads}")
+    loadgen.install_fast_loop()
+    asyncio.run(_modes(a, name, modes, one, table))
+
+
+async def _modes(
+    a: argparse.Namespace, name: str, modes: tuple[str, str], one: OneMode, table: ModesTable
+) -> None:
+    git = git_state()
+    require_clean(git, a.allow_dirty)
+    cfg = parse_args(
+        ["--servers", "pyrestate", "--workloads", a.workloads, "--duration", str(a.duration)]
+    )
+    meta = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "command": " ".join([".venv/bin/python", f"bench/{name}.py", *sys.argv[1:]]),
+        "machine": machine_info(),
+        "git": git,
+        "duration": cfg.duration,
+        "concurrency": cfg.concurrency,
+    }
+    base = Path(tempfile.mkdtemp(prefix=f"pyrestate-bench-{name}-"))
+    runs: list[dict[str, Any]] = []
+    for rnd in range(a.rounds):
+        order = modes if rnd % 2 == 0 else modes[::-1]
+        result: dict[str, Any] = {"round": rnd + 1}
+        for mode in order:
+            print(f"round {rnd + 1}/{a.rounds}, {mode}", flush=True)
+            result[mode] = await one(cfg, mode, base / f"r{rnd + 1}-{mode}")
+        runs.append(result)
+    out = BENCH_DIR / "results"
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+    (out / f"{name}.md").write_text(table(meta, runs, cfg.workloads))
+    print(table(meta, runs, cfg.workloads))
 
 
 if __name__ == "__main__":

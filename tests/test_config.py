@@ -131,3 +131,33 @@ def test_kafka_clusters_in_the_official_toml_and_env_forms(tmp_path: Path) -> No
 def test_bad_kafka_clusters_name_the_problem(value: str, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         load_settings({}, env={"RESTATE_INGRESS__KAFKA_CLUSTERS": value})
+
+
+def test_tracing_settings_have_the_official_names(tmp_path: Path) -> None:
+    path = _toml(
+        tmp_path,
+        'tracing-endpoint = "http://collector:4317"\n'
+        '[tracing-headers]\nauthorization = "Bearer t"\n',
+    )
+    s = load_settings({}, env={}, config_file=path)
+    assert s.tracing_endpoint == "http://collector:4317"
+    assert s.tracing_headers == (("authorization", "Bearer t"),)
+    env = {
+        "RESTATE_TRACING_ENDPOINT": "http://general:4317",
+        "RESTATE_TRACING_HEADERS__X_API_KEY": "k",
+    }
+    s = load_settings({}, env=env, config_file=path)
+    assert s.tracing_endpoint == "http://general:4317", "the environment beats the file"
+    assert dict(s.tracing_headers) == {"authorization": "Bearer t", "x-api-key": "k"}
+    env["RESTATE_TRACING_SERVICES_ENDPOINT"] = "otlp+http://services:4318/v1/traces"
+    s = load_settings({}, env=env)
+    assert s.tracing_endpoint == "otlp+http://services:4318/v1/traces", "it wins, as officially"
+    s = load_settings({"tracing_endpoint": "grpc://flag:4317"}, env=env)
+    assert s.tracing_endpoint == "grpc://flag:4317"
+    assert load_settings({}, env={}).tracing_endpoint is None
+
+
+@pytest.mark.parametrize("endpoint", ["collector:4317", "foo://h:1"])
+def test_a_tracing_endpoint_without_a_known_scheme_is_refused(endpoint: str) -> None:
+    with pytest.raises(ConfigError, match="use http://"):
+        load_settings({}, env={"RESTATE_TRACING_ENDPOINT": endpoint})

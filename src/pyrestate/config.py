@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pyrestate.subscriptions.kafka_options import KafkaOptionError, check_options
 from pyrestate.subscriptions.model import KafkaCluster
+from pyrestate.telemetry.trace_context import EndpointError, otlp_transport
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,12 @@ class Settings:
     asgi_import: bool = False
     # Kafka clusters subscriptions may read from (the official "static" clusters).
     kafka_clusters: tuple[KafkaCluster, ...] = ()
+    # OTLP collector for traces (None: no tracing); the scheme picks gRPC or HTTP.
+    tracing_endpoint: str | None = None
+    # Headers sent with every export (e.g. an API key of a hosted collector).
+    tracing_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Besides the official spans, a child span per action a handler takes.
+    tracing_journal_spans: bool = True
 
 
 # Each setting: (pyrestate env, official env, TOML paths in order of preference).
@@ -87,6 +94,17 @@ _SOURCES: dict[str, tuple[str, str | None, tuple[tuple[str, ...], ...]]] = {
         (("ingress", "header-timeout"),),
     ),
     "asgi_import": ("PYRESTATE_ASGI_IMPORT", None, (("asgi-import",),)),
+    # The official server's services endpoint wins over its general one.
+    "tracing_endpoint": (
+        "PYRESTATE_TRACING_ENDPOINT",
+        "RESTATE_TRACING_SERVICES_ENDPOINT",
+        (("tracing-services-endpoint",), ("tracing-endpoint",)),
+    ),
+    "tracing_journal_spans": (
+        "PYRESTATE_TRACING_JOURNAL_SPANS",
+        None,
+        (("tracing-journal-spans",),),
+    ),
 }
 _PATHS = frozenset({"data_dir", "request_identity_private_key_pem_file"})
 # Positive numbers, with the largest value that still makes sense.
@@ -122,6 +140,8 @@ def load_settings(
         value = flags.get(name)
         if value is None:
             value = env.get(own_env) or (env.get(official_env) if official_env else None)
+        if value is None and name == "tracing_endpoint":
+            value = env.get("RESTATE_TRACING_ENDPOINT")
         if value is None:
             for path in toml_paths:
                 value = _toml_value(doc, path)
@@ -133,8 +153,14 @@ def load_settings(
             value = Path(value)
         elif name in _NUMBERS:
             value = _number(name, value)
-        elif name == "asgi_import":
+        elif name in ("asgi_import", "tracing_journal_spans"):
             value = _flag(name, value)
+        elif name == "tracing_endpoint":
+            value = str(value)
+            try:
+                otlp_transport(value)
+            except EndpointError as e:
+                raise ConfigError(str(e)) from None
         elif name == "sqlite_synchronous":
             value = str(value).upper()
             if value not in ("FULL", "NORMAL", "EXTRA"):
@@ -153,7 +179,25 @@ def load_settings(
         listed = _toml_value(doc, ("ingress", "kafka-clusters"))
     if listed is not None:
         settings = replace(settings, kafka_clusters=_kafka_clusters(listed))
+    headers = _tracing_headers(env, _toml_value(doc, ("tracing-headers",)))
+    if headers:
+        settings = replace(settings, tracing_headers=headers)
     return settings
+
+
+def _tracing_headers(env: Mapping[str, str], table: Any) -> tuple[tuple[str, str], ...]:
+    """``[tracing-headers]`` of the file, then ``RESTATE_TRACING_HEADERS__X_FOO=v`` (the
+    header ``x-foo``) over it, as the official server reads them."""
+    headers: dict[str, str] = {}
+    if table is not None:
+        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+            raise ConfigError("tracing-headers must be a table of header names to strings")
+        headers.update({k.lower(): v for k, v in table.items()})
+    prefix = "RESTATE_TRACING_HEADERS__"
+    for key, value in env.items():
+        if key.startswith(prefix) and len(key) > len(prefix):
+            headers[key[len(prefix) :].lower().replace("_", "-")] = value
+    return tuple(headers.items())
 
 
 _KAFKA_ENV = "RESTATE_INGRESS__KAFKA_CLUSTERS"

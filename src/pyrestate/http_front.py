@@ -184,6 +184,7 @@ async def start_front_door(
         host=host,
         port=port,
         lifespan="off",
+        log_config=None,  # uvicorn's records go through the server's handlers and format
         log_level="warning",
         access_log=False,
         http=_protocol_class(limits),

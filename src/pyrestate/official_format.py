@@ -34,3 +34,20 @@ def rust_debug_str(s: str) -> str:
         for ch in s
     )
     return f'"{escaped}"'
+
+
+# The official server names its error codes ("[500 Internal] ...", "409 Aborted"); 409
+# reads "Aborted", the first of its two names there.
+ERROR_CODE_NAMES = {
+    400: "Bad request",
+    404: "Not found",
+    409: "Aborted",
+    410: "Gone",
+    415: "Unsupported media type",
+    470: "Not ready",
+    500: "Internal",
+    570: "Journal mismatch",
+    571: "Protocol violation",
+    572: "Awaiting two async results",
+    573: "Unsupported feature",
+}

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import signal
+import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -25,6 +28,7 @@ from pyrestate.ingress.app import IngressApp
 from pyrestate.ingress.app import overloaded as ingress_overloaded
 from pyrestate.invoker import inprocess
 from pyrestate.invoker.service import Invoker
+from pyrestate.logs import AttemptFailureLog, humantime, redact_uri
 from pyrestate.partition.processor import PartitionProcessor, now_ms
 from pyrestate.query.pg import PgServer
 from pyrestate.query.routes import add_query_routes, registry_snapshot
@@ -35,9 +39,13 @@ from pyrestate.subscriptions.admin import add_subscription_routes
 from pyrestate.subscriptions.catalog import Catalog
 from pyrestate.subscriptions.manager import SubscriptionManager
 from pyrestate.subscriptions.store import SubscriptionStore
+from pyrestate.telemetry.metrics import Metrics, add_metrics_route
 from pyrestate.ui.routes import add_ui_routes
 
-log = logging.getLogger("pyrestate")
+if TYPE_CHECKING:
+    from pyrestate.telemetry.tracing import Tracer
+
+log = logging.getLogger("pyrestate.server")
 
 SHUTDOWN_TIMEOUT_S = 10.0
 # What psql and drivers are told; they pick their SQL dialect from it.
@@ -60,11 +68,27 @@ class Server:
         self.registry = RegistryHolder(self.registry_store.load())
         self.store = SqlitePartitionStore(data / "partition-0.db", settings.sqlite_synchronous)
         self.partition = PartitionProcessor(self.store, clock)
+        self.partition.observers.append(AttemptFailureLog(clock))
         self.schemas = SchemaView(self.registry)
+        self.tracer = _tracer(settings)
+        if self.tracer is not None:
+            self.partition.observers.append(self.tracer.observe)
+        # From here on it observes the partition's commits and committed effects.
+        self.metrics = Metrics(self.partition, transports=lambda: self.invoker.transports())
         skew = None if clock is now_ms else (lambda: clock() - now_ms())
-        self.invoker = Invoker(self.partition, self.store, self.schemas, self.signer, skew)
+        self.invoker = Invoker(
+            self.partition,
+            self.store,
+            self.schemas,
+            self.signer,
+            skew,
+            self.tracer,
+            self.metrics.attempt_ended,
+        )
         self.partition.invoker = self.invoker
-        self.ingress = IngressApp(self.partition, self.schemas)
+        self.ingress = self.metrics.wrap_ingress(
+            IngressApp(self.partition, self.schemas, tracer=self.tracer), self.schemas
+        )
         self.admin = AdminApp(
             self.registry,
             save=self.registry_store.save,
@@ -88,6 +112,7 @@ class Server:
         self.subscriptions = SubscriptionManager(self.catalog, self.partition, self.schemas)
         self.catalog.on_change(self.subscriptions.reconcile)
         add_ui_routes(self.admin, ingress_url=self._ingress_url())
+        add_metrics_route(self.admin, self.metrics)
         self._http: list[uvicorn.Server] = []
         self._loops: list[asyncio.Task[None]] = []
 
@@ -107,7 +132,13 @@ class Server:
             header_timeout_s=self.settings.ingress_header_timeout_s,
         )
         for app, overloaded, bind, limits in (
-            (self.ingress, ingress_overloaded, self.settings.ingress_bind, ingress_limits),
+            (
+                self.ingress,
+                # The in-flight limit's 503s are counted too.
+                self.metrics.wrap_ingress(ingress_overloaded, self.schemas),
+                self.settings.ingress_bind,
+                ingress_limits,
+            ),
             (self.admin, admin_overloaded, self.settings.admin_bind, FrontLimits()),
         ):
             server = await start_front_door(app, bind, overloaded=overloaded, limits=limits)
@@ -129,9 +160,7 @@ class Server:
     async def register_in_process(self, uri: str) -> None:
         """Register (or update) an in-process deployment through the admin API; ApiError
         if it refuses."""
-        resp = await AdminApi(self.admin).call("POST", "/deployments", {"uri": uri, "force": True})
-        services = ", ".join(s["name"] for s in resp.json()["services"])
-        log.info("registered in-process deployment %s: %s", uri, services)
+        await AdminApi(self.admin).call("POST", "/deployments", {"uri": uri, "force": True})
 
     async def stop(self) -> None:
         await self.subscriptions.aclose()
@@ -145,6 +174,21 @@ class Server:
         await self.query.aclose()
         await self.partition.stop()
         self.store.close()
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.shutdown)  # what is queued goes out
+
+
+def _tracer(settings: Settings) -> Tracer | None:
+    if settings.tracing_endpoint is None:
+        return None
+    # Imported only here: a server without tracing loads neither it nor gRPC.
+    from pyrestate.telemetry.tracing import tracer_for
+
+    log.info("tracing to %s", redact_uri(settings.tracing_endpoint))
+    headers = dict(settings.tracing_headers)
+    return tracer_for(
+        settings.tracing_endpoint, headers, settings.tracing_journal_spans, os.environ
+    )
 
 
 async def serve(settings: Settings, in_process: Sequence[str] = ()) -> None:
@@ -152,6 +196,11 @@ async def serve(settings: Settings, in_process: Sequence[str] = ()) -> None:
 
     ``in_process``: asgi:// URIs of mounted apps to register once the server is up.
     """
+    log.info(
+        "Starting Restate Server %s (pyrestate)",
+        __version__,
+        extra={"fields": {"base_dir": str(settings.data_dir), "cpus": os.cpu_count()}},
+    )
     try:
         server = Server(settings)
     except IdentityKeyError as e:
@@ -182,11 +231,15 @@ async def serve(settings: Settings, in_process: Sequence[str] = ()) -> None:
         if failure is not None:
             log.critical("partition writer failed, stopping", exc_info=failure)
         log.info("shutting down")
+        stopping = time.monotonic()
         try:
             # A second signal, or a shutdown that does not finish, must not keep us alive.
             await asyncio.wait_for(server.stop(), SHUTDOWN_TIMEOUT_S)
         except TimeoutError:
             log.error("shutdown did not finish within %ss", SHUTDOWN_TIMEOUT_S)
+        else:
+            elapsed_ms = round((time.monotonic() - stopping) * 1000)
+            log.info("Restate has gracefully shutdown in %s", humantime(elapsed_ms))
     if failure is not None:
         # Memory is ahead of what is committed: only a restart from disk is safe.
         raise SystemExit(f"partition writer failed: {failure!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -427,6 +428,13 @@ class Server:
         problems = []
         in_sdk_record = False
         for i, line in enumerate(lines):
+            record = _json_record(line)
+            if record is not None:
+                # --log-format json: a traceback is a field of its record's line.
+                target = str(record.get("target", ""))
+                if record.get("level") == "ERROR" and not target.startswith("restate"):
+                    problems.append(line)
+                continue
             if _LOG_RECORD.match(line):
                 # In-process services log through the server: their handlers' failures
                 # (which tests provoke) are the SDK's records, not the server's.
@@ -441,6 +449,17 @@ class Server:
             ):
                 problems.append("\n".join(lines[max(0, i - 1) : i + 12]))
         return problems
+
+
+def _json_record(line: str) -> dict[str, Any] | None:
+    """A record of the server's ``--log-format json`` (``{"level", "target", ...}``)."""
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _with_repo_root(env: Mapping[str, str]) -> str:

@@ -61,6 +61,7 @@ from pyrestate.admin.web import (
 )
 from pyrestate.core.limits import OutOfRange, duration_ms
 from pyrestate.ingress.durations import DurationError, parse_duration_ms
+from pyrestate.logs import redact_uri
 
 log = logging.getLogger("pyrestate.admin")
 
@@ -291,13 +292,15 @@ class AdminApp:
             # Only forced deletion exists officially; the rest is "not implemented".
             return Response(501)
         async with self._lock:
+            registry = self.holder.current
             try:
-                updated = self.holder.current.remove_deployment(dep_id)
+                updated = registry.remove_deployment(dep_id)
             except DeploymentNotFound:
                 raise AdminError(
                     404, f"not found in the schema registry: deployment with id '{dep_id}'"
                 ) from None
             await self._commit(updated)
+        _log_deployment("Deployment removed", registry.deployments[dep_id])
         return Response(202)
 
     async def _update_deployment(self, req: Request) -> Response:
@@ -340,6 +343,7 @@ class AdminApp:
                 raise AdminError(404, str(e)) from None
             if not body.get("dry_run"):
                 await self._commit(updated)
+                _log_deployment("Deployment updated", changed)
         return json_response(200, render_detailed_deployment(changed))
 
     async def _create_deployment(self, req: Request) -> Response:
@@ -385,6 +389,7 @@ class AdminApp:
             )
             if result != "Unchanged" and not parsed.dry_run:
                 await self._commit(updated)
+                _log_deployment(_REGISTERED[result], dep)
         return self._registered(result, dep, v2)
 
     def _registered(self, result: str, dep: Deployment, v2: bool) -> Response:
@@ -478,6 +483,21 @@ _MODIFIABLE_DURATIONS = {
     "inactivity_timeout": "inactivity_timeout_ms",
     "abort_timeout": "abort_timeout_ms",
 }
+
+
+# A registration's log line, by its result: a new deployment, or one that replaced the
+# deployment at the same address (`force`).
+_REGISTERED = {"Created": "Deployment registered", "Overwritten": "Deployment overwritten"}
+
+
+def _log_deployment(message: str, dep: Deployment) -> None:
+    # Never the additional headers: their values are credentials as often as not.
+    fields = {
+        "restate.deployment.id": dep.id,
+        "restate.deployment.address": redact_uri(dep.uri),
+        "restate.deployment.services": sorted(dep.services),
+    }
+    log.info(message, extra={"fields": fields})
 
 
 def parse_modify_service(value: Any) -> dict[str, Any]:

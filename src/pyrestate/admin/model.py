@@ -237,7 +237,7 @@ class Deployment:
     max_protocol_version: int
     created_at_ms: int
     services: Mapping[str, ServiceSchema]
-    additional_headers: Mapping[str, str] = field(default_factory=dict)
+    additional_headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # secrets
     metadata: Mapping[str, str] = field(default_factory=dict)
     sdk_version: str | None = None
 

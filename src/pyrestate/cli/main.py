@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import logging
 import os
 import sys
 from pathlib import Path
@@ -50,7 +49,35 @@ AsgiImport = Annotated[
         "into this process",
     ),
 ]
-LogLevel = Annotated[str, typer.Option(help="debug, info, warning, error")]
+LogLevel = Annotated[
+    str | None,
+    typer.Option(
+        help="pyrestate's own level, the rest at warn (short for --log-filter "
+        "warn,pyrestate=LEVEL): trace, debug, info, warn, error, off; default info"
+    ),
+]
+LogFormat = Annotated[
+    str | None,
+    typer.Option(
+        help="pretty (one line per record), compact or json (one object per line); "
+        "env RESTATE_LOG_FORMAT, default pretty"
+    ),
+]
+LogFilter = Annotated[
+    str | None,
+    typer.Option(
+        help="Levels per logger, EnvFilter syntax: warn,restate=info,pyrestate.invoker=debug "
+        "(restate and restate_* stand for pyrestate's loggers); env RUST_LOG, else "
+        "RESTATE_LOG_FILTER, default warn,restate=info"
+    ),
+]
+TracingEndpoint = Annotated[
+    str | None,
+    typer.Option(
+        help="OTLP collector for traces: http://host:4317 (gRPC) or "
+        "otlp+http://host:4318/v1/traces (HTTP)"
+    ),
+]
 
 
 @app.command()
@@ -63,9 +90,13 @@ def server(
     config_file: ConfigFile = None,
     request_identity_private_key_pem_file: IdentityKey = None,
     asgi_import: AsgiImport = None,
-    log_level: LogLevel = "info",
+    tracing_endpoint: TracingEndpoint = None,
+    log_level: LogLevel = None,
+    log_format: LogFormat = None,
+    log_filter: LogFilter = None,
 ) -> None:
     """Run the server: ingress, admin, partition and invoker in one process."""
+    _setup_logs(log_format, log_filter, log_level)
     flags = _flags(
         ingress_bind,
         admin_bind,
@@ -73,8 +104,9 @@ def server(
         data_dir or base_dir,
         request_identity_private_key_pem_file,
         asgi_import,
+        tracing_endpoint,
     )
-    _serve(flags, config_file, log_level, [])
+    _serve(flags, config_file, [])
 
 
 @app.command()
@@ -88,12 +120,17 @@ def run(
     config_file: ConfigFile = None,
     request_identity_private_key_pem_file: IdentityKey = None,
     asgi_import: AsgiImport = None,
-    log_level: LogLevel = "info",
+    tracing_endpoint: TracingEndpoint = None,
+    log_level: LogLevel = None,
+    log_format: LogFormat = None,
+    log_filter: LogFilter = None,
 ) -> None:
     """Run the server with services in the same process (e.g. ``examples.demo:app``),
     registered at start; no ports or HTTP between the server and them."""
     from pyrestate.invoker import inprocess
 
+    # Before the apps are imported: what they log at import has the chosen format too.
+    _setup_logs(log_format, log_filter, log_level)
     # Modules of the current directory, as uvicorn and hypercorn find them.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -119,8 +156,9 @@ def run(
         data_dir or base_dir,
         request_identity_private_key_pem_file,
         asgi_import,
+        tracing_endpoint,
     )
-    _serve(flags, config_file, log_level, uris)
+    _serve(flags, config_file, uris)
 
 
 def _flags(
@@ -130,8 +168,10 @@ def _flags(
     data_dir: Path | None,
     identity_key: Path | None,
     asgi_import: bool | None,
+    tracing_endpoint: str | None,
 ) -> dict[str, object]:
     return {
+        "tracing_endpoint": tracing_endpoint,
         "ingress_bind": ingress_bind,
         "admin_bind": admin_bind,
         "pgsql_bind": pgsql_bind,
@@ -141,15 +181,19 @@ def _flags(
     }
 
 
-def _serve(
-    flags: dict[str, object], config_file: Path | None, log_level: str, in_process: list[str]
-) -> None:
+def _setup_logs(log_format: str | None, log_filter: str | None, log_level: str | None) -> None:
+    from pyrestate import logs
+
+    try:
+        logs.setup(log_format, log_filter, log_level, os.environ)
+    except logs.LogConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _serve(flags: dict[str, object], config_file: Path | None, in_process: list[str]) -> None:
     from pyrestate.server import serve
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per in-process request
     try:
         settings = load_settings(flags, config_file=config_file)
     except ConfigError as e:

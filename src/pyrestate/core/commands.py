@@ -56,6 +56,8 @@ class Invoke:
     # delivered again (the producer names the topic partition, the sequence is the offset).
     subscription_id: str | None = None
     dedup: tuple[str, int] | None = None
+    # Where it stands in a distributed trace (opaque here: telemetry/trace_context.py).
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

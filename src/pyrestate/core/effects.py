@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import Failure, JournalEntry, Output, Target, TimerKey
@@ -19,6 +19,9 @@ class StartAttempt:
     since_progress_ms: int  # time since the last stored command (or since creation)
     # The journal when the core still holds it (a fresh invocation); else read from storage.
     journal: tuple[JournalEntry, ...] | None = None
+    # For telemetry (not what the attempt is): when the invocation was created, its trace.
+    created_at: int = field(default=0, compare=False)  # epoch ms
+    trace: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,10 @@ class Reply:
 class Completed:
     invocation_id: InvocationId
     output: Output
+    # For telemetry (not what completed): what it ran, its trace, when it was created.
+    target: Target | None = field(default=None, compare=False)
+    trace: str | None = field(default=None, compare=False)
+    created_at: int = field(default=0, compare=False)  # epoch ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,4 +91,26 @@ class ScheduleTimer:
     key: TimerKey
 
 
-Effect = StartAttempt | Notify | Ack | AbortAttempt | Reply | Completed | ScheduleTimer
+@dataclass(frozen=True, slots=True)
+class AttemptFailureHandled:
+    """A failed attempt's consequence, for logs and metrics: a retry at ``retry_at``
+    (epoch ms), or the invocation paused (``retry_at`` None). A terminal failure completes
+    the invocation instead (``Completed``)."""
+
+    invocation_id: InvocationId
+    target: Target
+    deployment_id: str
+    failure: Failure
+    retry_at: int | None
+
+
+Effect = (
+    StartAttempt
+    | Notify
+    | Ack
+    | AbortAttempt
+    | Reply
+    | Completed
+    | ScheduleTimer
+    | AttemptFailureHandled
+)

@@ -54,6 +54,7 @@ from pyrestate.core.commands import (
 from pyrestate.core.effects import (
     AbortAttempt,
     Ack,
+    AttemptFailureHandled,
     Completed,
     Effect,
     Notify,
@@ -490,6 +491,7 @@ class PartitionMachine:
             headers=cmd.headers,
             idempotency_key=cmd.idempotency_key,
             subscription_id=cmd.subscription_id,
+            trace=cmd.trace,
             callers=(cmd.caller,) if cmd.caller is not None else (),
             execution_time=cmd.execution_time,
             completion_retention=cmd.retention.completion_ms,
@@ -555,6 +557,8 @@ class PartitionMachine:
                 st.retry_count,
                 self._now - (st.last_progress_at or st.created_at),
                 (fresh,) if fresh is not None else None,
+                st.created_at,
+                st.trace,
             )
         )
 
@@ -865,6 +869,9 @@ class PartitionMachine:
         if cmd.pause or (out_of_attempts and policy.pause_on_max_attempts):
             st.status = Status.PAUSED
             self._dirty(st)
+            self._effects.append(
+                AttemptFailureHandled(st.id, st.target, cmd.deployment_id, cmd.failure, None)
+            )
             return
         if out_of_attempts:
             self._complete(st, Output(failure=cmd.failure))
@@ -876,6 +883,11 @@ class PartitionMachine:
         st.next_retry_at = self._now + min(delay, MAX_DURATION_MS)
         self._dirty(st)
         self._add_timer(st, st.next_retry_at, TimerKind.RETRY, st.attempt)
+        self._effects.append(
+            AttemptFailureHandled(
+                st.id, st.target, cmd.deployment_id, cmd.failure, st.next_retry_at
+            )
+        )
 
     def _on_attempt_ended(self, cmd: AttemptEnded) -> None:
         st = self._current(cmd)
@@ -906,7 +918,7 @@ class PartitionMachine:
                 self._release(st.target)
             elif st.id in q.inbox:  # ended before its turn (cancelled or killed)
                 q.inbox.remove(st.id)
-        self._effects.append(Completed(st.id, output))
+        self._effects.append(Completed(st.id, output, st.target, st.trace, st.created_at))
         for caller in st.callers:
             self._deliver_call_result(caller, output)
         if max(st.completion_retention, st.journal_retention) <= 0:

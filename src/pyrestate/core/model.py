@@ -100,6 +100,7 @@ class InvocationStatus:
     headers: tuple[tuple[str, str], ...] = ()
     idempotency_key: str | None = None
     subscription_id: str | None = None  # the Kafka subscription that started it
+    trace: str | None = None  # its place in a distributed trace (opaque to the core)
     # Completions to deliver the result to (a call, plus idempotent duplicates of it).
     callers: tuple[CallerRef, ...] = ()
     execution_time: int | None = None  # for delayed invocations

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qs, unquote
 
 from pyrestate.asgi import BodyTooLarge, Receive, Scope, Send, read_body
@@ -36,6 +36,9 @@ from pyrestate.partition.processor import (
     PartitionProcessor,
     PartitionUnavailable,
 )
+
+if TYPE_CHECKING:  # tracing (and OpenTelemetry) is loaded only when it is configured
+    from pyrestate.telemetry.tracing import Tracer
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +102,12 @@ class IngressApp:
         partition: PartitionProcessor,
         schemas: IngressSchemas,
         max_body: int = DEFAULT_MAX_BODY,
+        tracer: Tracer | None = None,
     ) -> None:
         self._partition = partition
         self._schemas = schemas
         self._max_body = max_body
+        self._tracer = tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -277,6 +282,10 @@ class IngressApp:
             idempotency_key=idempotency_key,
             workflow_run=target.handler_type is HandlerType.WORKFLOW,
         )
+        trace = None
+        if self._tracer is not None:
+            client = scope.get("client")
+            trace = self._tracer.ingress(inv_id, target, headers, tuple(client) if client else None)
         # As officially: the path asked for first, then the request's own headers.
         passed = (
             ("x-restate-ingress-path", scope["path"]),
@@ -293,6 +302,7 @@ class IngressApp:
                 execution_time=execution_time,
                 reply=token,
                 retention=route.retention,
+                trace=trace,
             )
 
         # Nobody waits for a send's result: it parks no completion future.

@@ -297,6 +297,10 @@ class H1Transport(Transport):
             conn.close()
         self.capacity_changed(all_waiters=True)
 
+    def open_connections(self) -> int:
+        # Not _count: that includes connections still being set up.
+        return len(self._idle) + len(self._busy)
+
     # -- pool -------------------------------------------------------------------------
 
     async def _open(

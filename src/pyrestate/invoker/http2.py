@@ -604,6 +604,10 @@ class H2Transport(Transport):
         self._conns.clear()
         self.capacity_changed(all_waiters=True)
 
+    def open_connections(self) -> int:
+        # Retiring ones too: their sockets stay open until their last stream ends.
+        return len(self._conns)
+
     # -- connection pool --------------------------------------------------------------
 
     async def _open(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 from pyrestate.core.commands import (
@@ -35,6 +36,9 @@ from pyrestate.invoker.transport import ClientStream, Transport, TransportError,
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.frames import MessageType, ProtocolError
 from pyrestate.storage.sqlite import SqlitePartitionStore
+
+if TYPE_CHECKING:  # tracing (and OpenTelemetry) is loaded only when it is configured
+    from pyrestate.telemetry.tracing import AttemptSpan, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,8 @@ class DeploymentInfo:
     http_version: str  # "HTTP/2.0" or "HTTP/1.1"
     bidi: bool
     protocol_version: int
-    additional_headers: tuple[tuple[str, str], ...] = ()
+    # They may hold credentials: never in a repr (a log line, a traceback).
+    additional_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,10 @@ class _Attempt:
     live: bool = False  # start frames sent on a bidi stream: forward notifications now
     buffered: list[bytes] = field(default_factory=list)
     known_entries: int = 0
+    span: AttemptSpan | None = None  # when tracing
+    started: float = field(default_factory=time.perf_counter)
+    # How it ended, for telemetry: ended, suspended, failed, aborted (None: failed).
+    outcome: str | None = None
 
 
 class Invoker:
@@ -135,11 +144,16 @@ class Invoker:
         schemas: Schemas,
         signer: RequestSigner | None = None,
         clock_skew: Callable[[], int] | None = None,
+        tracer: Tracer | None = None,
+        on_attempt_end: Callable[[str, float], None] | None = None,
     ) -> None:
         """``clock_skew``: ms the partition's clock runs ahead of this process's (a test's
         virtual clock): the instants SDKs compute from their own clock move by as much."""
         self._signer = signer
         self._skew = clock_skew
+        self._tracer = tracer
+        # Told of every attempt's end: (outcome, seconds it took); for metrics.
+        self._on_attempt_end = on_attempt_end
         self._partition = partition
         self._store = store
         self._schemas = schemas
@@ -200,6 +214,8 @@ class Invoker:
             self._fail(start, AttemptError(str(e)), None)
             del self._attempts[start.invocation_id]
             return
+        if self._tracer is not None:
+            attempt.span = self._tracer.attempt(start, (dep.id, dep.uri, dep.protocol_version))
         attempt.task = asyncio.create_task(self._run(attempt, dep), name=str(start.invocation_id))
 
     def _forward(
@@ -216,7 +232,12 @@ class Invoker:
         elif not attempt.live:
             attempt.buffered.append(frame)
 
+    def transports(self) -> Mapping[tuple[str, str], Transport]:
+        """The open transports by (deployment URI, HTTP version)."""
+        return self._transports
+
     def _stop(self, attempt: _Attempt) -> None:
+        attempt.outcome = attempt.outcome or "aborted"
         if attempt.task is not None:
             attempt.task.cancel()
         if self._attempts.get(attempt.start.invocation_id) is attempt:
@@ -280,10 +301,18 @@ class Invoker:
             log.exception("attempt %s failed unexpectedly", start.invocation_id)
             self._fail(start, AttemptError(f"{type(e).__name__}: {e}"), dep)
         finally:
+            self._ended(attempt)
             if attempt.stream is not None:
                 attempt.stream.abort()
             if self._attempts.get(start.invocation_id) is attempt:
                 del self._attempts[start.invocation_id]
+
+    def _ended(self, attempt: _Attempt) -> None:
+        outcome = attempt.outcome or ("aborted" if self._closing else "failed")
+        if attempt.span is not None:
+            attempt.span.end(outcome)
+        if self._on_attempt_end is not None:
+            self._on_attempt_end(outcome, time.perf_counter() - attempt.started)
 
     def _fail(self, start: StartAttempt, error: AttemptError, dep: DeploymentInfo | None) -> None:
         dep_id = dep.id if dep is not None else (start.deployment_id or "")
@@ -294,7 +323,6 @@ class Invoker:
     ) -> None:
         if self._closing:
             return
-        log.info("invocation %s attempt %d failed: %s", inv, attempt, error)
         self._partition.submit(
             AttemptFailed(
                 inv,
@@ -336,6 +364,8 @@ class Invoker:
         path = f"/invoke/{target.service}/{target.handler}"
         if self._signer is not None:
             headers += self._signer.headers(path, target.key)
+        if attempt.span is not None:
+            headers += attempt.span.headers()
         stream = await self._transport(dep).open_stream(path, headers)
         attempt.stream = stream
         await stream.send(frames)
@@ -392,6 +422,12 @@ class Invoker:
                 if self._skew is not None and event.entry.type in _TIMED_COMMANDS:
                     event = _shifted(event, self._skew())
                 callee, subject = self._validate(start, event)
+                span = attempt.span
+                if span is not None:
+                    if callee is not None:
+                        send = event.entry.type == MessageType.ONE_WAY_CALL_COMMAND
+                        callee = replace(callee, trace=span.callee(send))
+                    span.command(event.entry.type, event.message, callee)
                 submit(
                     AppendCommand(
                         inv,
@@ -406,12 +442,16 @@ class Invoker:
                 )
                 return False
             case ap.RunProposal():
+                if attempt.span is not None:
+                    attempt.span.run_ended(event.completion_id)
                 submit(ProposeRunCompletion(inv, no, dep_id, event.completion_id, event.entry))
                 return False
             case ap.Suspended():
+                attempt.outcome = "suspended"
                 submit(Suspend(inv, no, dep_id, event.completions, event.signals))
                 return True
             case ap.Errored():
+                attempt.outcome = "failed"
                 config = self._config(start.target)
                 submit(
                     AttemptFailed(
@@ -428,6 +468,7 @@ class Invoker:
                 )
                 return True
             case ap.Ended():
+                attempt.outcome = "ended"
                 submit(AttemptEnded(inv, no, dep_id))
                 return True
         return False

@@ -171,6 +171,10 @@ class Transport(abc.ABC):
         """Close every connection; open streams fail with TransportError."""
 
     @abc.abstractmethod
+    def open_connections(self) -> int:
+        """Connections open to the deployment now, busy or idle (for metrics)."""
+
+    @abc.abstractmethod
     async def _open(
         self, method: bytes, path: str, headers: list[tuple[str, str]], *, end: bool
     ) -> ClientStream:

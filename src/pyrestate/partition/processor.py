@@ -94,6 +94,10 @@ class PartitionProcessor:
         self._in_batch = False  # a batch is being applied and committed
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="pyrestate-commit")
         self.invoker: EffectHandler | None = None
+        # Told of every batch's effects once committed and released (telemetry).
+        self.observers: list[Callable[[list[Effect]], None]] = []
+        # Told of every commit: the batch's commands and the commit's seconds (telemetry).
+        self.on_commit: Callable[[int, float], None] | None = None
 
     # --- Lifecycle
 
@@ -145,6 +149,10 @@ class PartitionProcessor:
     def accepted_seq(self, producer: str) -> int | None:
         """The latest sequence number of ``producer`` accepted: where its records resume."""
         return self.machine.producers.get(producer)
+
+    def queue_depth(self) -> int:
+        """Commands submitted and not yet taken into a batch."""
+        return len(self._pending)
 
     def live_from(self, subscription_id: str) -> int:
         """Invocations a subscription started that have not completed yet."""
@@ -231,9 +239,10 @@ class PartitionProcessor:
                     batch = self._pending[:MAX_BATCH]
                     del self._pending[:MAX_BATCH]
                 self._in_batch = True
+                size = len(batch)
                 await self._apply_batch(batch)
                 del batch  # its commands hold request bodies: not until the next batch
-                await self._commit_and_release()
+                await self._commit_and_release(size)
                 self._in_batch = False
 
     async def _apply_batch(self, batch: list[Command]) -> None:
@@ -339,15 +348,27 @@ class PartitionProcessor:
         for key in due:
             self._push_timer(key)
 
-    async def _commit_and_release(self) -> None:
+    async def _commit_and_release(self, commands: int = 0) -> None:
+        """``commands``: how many the batch had (for telemetry)."""
         changes = self.machine.take_changes()
         effects = self.machine.take_effects()
         if changes:
             loop = asyncio.get_running_loop()
+            started = time.perf_counter()
             await loop.run_in_executor(self._executor, self.store.commit, changes)
+            if self.on_commit is not None:
+                try:
+                    self.on_commit(commands, time.perf_counter() - started)
+                except Exception:
+                    log.exception("the commit observer failed")
         self.machine.committed()
         for effect in effects:
             self._release(effect)
+        for observe in self.observers:
+            try:
+                observe(effects)
+            except Exception:
+                log.exception("an observer of committed effects failed")
 
     def _release(self, effect: Effect) -> None:
         match effect:

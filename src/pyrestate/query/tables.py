@@ -21,11 +21,13 @@ from typing import Any
 import pyarrow as pa
 
 from pyrestate.core.ids import IdError, InvocationId, partition_key_of
+from pyrestate.official_format import ERROR_CODE_NAMES
 from pyrestate.query import grouped
 from pyrestate.query.journal import EntryView, describe, entry_kind, entry_type_name
 from pyrestate.query.literal import sql_literal
 from pyrestate.query.pushdown import Atom, TableRead
 from pyrestate.query.schema import SCHEMAS
+from pyrestate.telemetry.trace_context import TraceRef
 
 CHUNK_ROWS = 8192  # rows fetched from SQLite and turned into one record batch
 
@@ -109,6 +111,11 @@ def _callers(text: str) -> list[Any] | None:
     # [id, completion, life, kind]: a call's completion kind means "invoked by a service".
     first = json.loads(text)[0]
     return first if len(first) < 4 or first[3] == 0x800D else None
+
+
+def _trace_id(trace: str | None, raw_id: bytes) -> str | None:
+    ref = TraceRef.parse(trace)
+    return None if ref is None else f"{ref.own_trace(InvocationId.from_bytes(raw_id)):032x}"
 
 
 def _invoked_by(callers: str, subscription: str | None) -> str:
@@ -448,24 +455,9 @@ def _extra_posts(table: str, registry: RegistrySnapshot) -> dict[str, Callable[.
 
 
 _ACTIVE_STATE = "status IN ('invoked', 'backing-off', 'paused')"
-# The official names its error codes in last_failure ("[500 Internal] ..."); 409 reads
-# "Aborted", the first of its two names there.
-_CODE_NAMES = {
-    400: "Bad request",
-    404: "Not found",
-    409: "Aborted",
-    410: "Gone",
-    415: "Unsupported media type",
-    470: "Not ready",
-    500: "Internal",
-    570: "Journal mismatch",
-    571: "Protocol violation",
-    572: "Awaiting two async results",
-    573: "Unsupported feature",
-}
 _CODE_NAME = (
     "CASE last_failure_code "
-    + " ".join(f"WHEN {code} THEN ' {name}'" for code, name in _CODE_NAMES.items())
+    + " ".join(f"WHEN {code} THEN ' {name}'" for code, name in ERROR_CODE_NAMES.items())
     + " ELSE '' END"
 )
 
@@ -517,7 +509,7 @@ def _invocation_columns(version: str) -> dict[str, Col]:
         "restarted_from": NULL,
         "pinned_deployment_id": _c("deployment_id"),
         "pinned_service_protocol_version": _c("deployment_id"),
-        "trace_id": NULL,
+        "trace_id": _c("trace", "id", post=_trace_id),
         "journal_size": _c("journal_length"),
         "journal_commands_size": _c("command_count"),
         "created_at": _c("created_at"),

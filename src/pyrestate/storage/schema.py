@@ -153,6 +153,12 @@ CREATE TABLE producer (
 """
 
 
+# Version 8: each invocation's place in a distributed trace (telemetry/trace_context.py).
+_V7_TO_V8 = """
+ALTER TABLE invocation ADD COLUMN trace TEXT;
+"""
+
+
 def _seen_to_rows(db: sqlite3.Connection) -> None:
     """Version 1 kept seen ids as JSON in the invocation row; move them to their table."""
     rows = db.execute("SELECT id, seen FROM invocation WHERE status != 'completed'").fetchall()
@@ -197,6 +203,10 @@ def _migrate_6_to_7(db: sqlite3.Connection) -> None:
     _run(db, _V6_TO_V7)
 
 
+def _migrate_7_to_8(db: sqlite3.Connection) -> None:
+    _run(db, _V7_TO_V8)
+
+
 # _STEPS[n] takes a database from version n + 1 to n + 2.
 _STEPS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_1_to_2,
@@ -205,6 +215,7 @@ _STEPS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_4_to_5,
     _migrate_5_to_6,
     _migrate_6_to_7,
+    _migrate_7_to_8,
 ]
 LATEST = len(_STEPS) + 1
 

@@ -40,7 +40,7 @@ _COLUMNS = (
     "last_failure_code, last_failure_message, last_failure_related, waiting, "
     "output_value, output_failure_code, output_failure_message, completion_retention, "
     "journal_retention, attempt_failures, last_progress_at, output_failure_metadata, "
-    "subscription_id"
+    "subscription_id, trace"
 )
 _UPSERT = (
     f"INSERT OR REPLACE INTO invocation ({_COLUMNS}, expires_at) VALUES ("
@@ -92,6 +92,7 @@ def _status_row(st: InvocationStatus) -> tuple[object, ...]:
         st.last_progress_at,
         _metadata_text(out.failure) if out is not None and out.failure else None,
         st.subscription_id,
+        st.trace,
         # When the retention sweep may delete it.
         st.completed_at + max(st.completion_retention, st.journal_retention)
         if st.completed_at is not None and st.status is Status.COMPLETED
@@ -158,6 +159,7 @@ def _status_from_row(r: tuple) -> InvocationStatus:  # type: ignore[type-arg]
         headers=tuple(tuple(h) for h in json.loads(r[9])),  # type: ignore[misc]
         idempotency_key=r[10],
         subscription_id=r[34],
+        trace=r[35],
         callers=_callers_from(r[11]),
         execution_time=r[12],
         inbox_seq=r[13],

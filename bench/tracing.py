@@ -1,0 +1,157 @@
+"""What tracing costs: pyrestate with tracing off vs on (OTLP/gRPC to a collector that
+counts spans and keeps none, bench/otlp_sink.py, in a process of its own).
+
+    .venv/bin/python bench/tracing.py [--rounds 4] [--duration 10] [--workloads ab]
+
+Each round runs, in alternating order, ``pyrestate server`` without and with
+``RESTATE_TRACING_ENDPOINT``, bench/services.py under hypercorn (one worker, HTTP/2), and
+bench/run.py's closed-loop workloads: (a) no-op call (the greet workload), (b) 3 ctx.run
+steps. Reported: throughput and server CPU per request, medians over the rounds, their
+ratio (on/off), and the spans the collector received per request. Writes
+bench/results/tracing.{json,md}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+import loadgen  # noqa: E402
+import run  # noqa: E402
+from report import NAMES  # noqa: E402
+
+MODES = ("off", "on")
+
+
+def start_sink(workdir: Path) -> tuple[run.Proc, int, Path]:
+    (port,) = run.free_ports(1)
+    count = workdir / "spans"
+    argv = [sys.executable, str(BENCH_DIR / "otlp_sink.py"), str(port), str(count)]
+    proc = run.Proc("otlp sink", argv, workdir / "sink.log", run.services_env(), BENCH_DIR)
+    try:
+        run.wait_for("otlp sink", lambda: _listening(port), [proc], 30)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, port, count
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def spans_received(count: Path) -> int:
+    try:
+        return int(count.read_text() or 0)
+    except FileNotFoundError:
+        return 0
+
+
+async def one(cfg: run.Config, mode: str, workdir: Path) -> dict[str, Any]:
+    workdir.mkdir(parents=True)
+    sink: run.Proc | None = None
+    env: dict[str, str] = {}
+    count = workdir / "spans"
+    if mode == "on":
+        sink, port, count = start_sink(workdir)
+        env["RESTATE_TRACING_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    server = run.start_server("pyrestate", workdir, env)
+    service: run.Proc | None = None
+    try:
+        service, port = run.start_service(1, workdir)
+        run.register(server, port, service)
+        runner = run.Runner(cfg, server, service)
+        await loadgen.closed_loop(
+            "127.0.0.1",
+            server.ingress_port,
+            lambda c, w, i: (c.format("POST", "/Bench/noop", b"1"), run.expect_json(1)),
+            cfg.concurrency,
+            0.0,
+            max(1.0, cfg.warmup),
+            lambda: {},
+        )
+        out: dict[str, Any] = {}
+        for w in cfg.workloads:
+            quiet = await runner.wait_quiet()
+            before = spans_received(count)
+            res = await runner.run(w)
+            await asyncio.sleep(6)  # the last batches of spans (every 5 s) arrive
+            res.update(quiet)
+            res["spans"] = spans_received(count) - before
+            # About: the load generator's ramp adds requests outside the measured window.
+            res["spans_per_request"] = res["spans"] / res["requests"] if res["requests"] else None
+            out[w] = res
+            print(
+                f"    tracing {mode:<3} {w} {res['throughput']:8.0f} req/s  "
+                f"server {res['server_cpu_ms']:5.2f} CPU ms/req  spans {res['spans']}  "
+                f"failures {res['failures']}",
+                flush=True,
+            )
+        return out
+    finally:
+        if service is not None:
+            service.stop()
+        server.proc.stop()
+        if sink is not None:
+            sink.stop()
+
+
+def _median(runs: list[dict[str, Any]], mode: str, w: str, key: str) -> float | None:
+    values = [
+        r[mode][w][key]
+        for r in runs
+        if r[mode].get(w) and not r[mode][w].get("failures") and r[mode][w].get(key) is not None
+    ]
+    return statistics.median(values) if values else None
+
+
+def table(meta: dict[str, Any], runs: list[dict[str, Any]], workloads: str) -> str:
+    lines = [
+        "# Tracing off vs on (pyrestate)",
+        "",
+        f"Commit {meta['git']['commit'][:7]}, {meta['machine']['cpus']} CPUs, "
+        f"{len(runs)} rounds (order alternating), {meta['duration']:g} s per workload, "
+        f"{meta['concurrency']} closed-loop clients. Command: `{meta['command']}`.",
+        "",
+        "On: `RESTATE_TRACING_ENDPOINT=http://127.0.0.1:PORT` (OTLP/gRPC) to "
+        "bench/otlp_sink.py in its own process; every span exported (no sampling). "
+        "Medians over the rounds; rounds with failures left out. Every round is in "
+        "tracing.json.",
+        "",
+        "| workload | off req/s | on req/s | on/off | off server CPU ms/req | "
+        "on server CPU ms/req | on/off | spans per request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def num(x: float | None, fmt: str) -> str:
+        return format(x, fmt) if x is not None else "-"
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return f"{b / a:.2f}x" if a and b else "-"
+
+    for w in workloads:
+        t_off, t_on = (_median(runs, m, w, "throughput") for m in MODES)
+        c_off, c_on = (_median(runs, m, w, "server_cpu_ms") for m in MODES)
+        spans = _median(runs, "on", w, "spans_per_request")
+        lines.append(
+            f"| {NAMES[w]} | {num(t_off, '.0f')} | {num(t_on, '.0f')} | {ratio(t_off, t_on)} | "
+            f"{num(c_off, '.2f')} | {num(c_on, '.2f')} | {ratio(c_off, c_on)} | "
+            f"{num(spans, '.1f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    run.modes_main(__doc__, "tracing", MODES, one, table, "ab")
+
+
+if __name__ == "__main__":
+    main()

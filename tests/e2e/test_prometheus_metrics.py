@@ -1,0 +1,102 @@
+"""Prometheus metrics at the admin port's ``/metrics`` count what a small workload did:
+calls of the counter, an invocation retried twice, a terminal failure, a delayed send.
+
+The official server serves its metrics on the node port instead (which the harness does
+not expose), so these run against pyrestate only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from harness import Deployment, Server
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+# The server's own surface: the same with any SDK version or transport (run once).
+pytestmark = pytest.mark.server_only
+
+
+def _value(samples: list[Sample], name: str, **labels: str) -> float:
+    """The one sample of ``name`` whose labels include ``labels``."""
+    found = [
+        s.value
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+    assert len(found) == 1, f"{name} {labels}: {len(found)} samples"
+    return found[0]
+
+
+def test_metrics_count_the_invocations_attempts_and_requests_that_ran(
+    server: Server, deployment: Callable[..., Deployment], http: httpx.Client
+) -> None:
+    if server.kind == "official":
+        pytest.skip("the official server serves its metrics on the node port, not on admin")
+    deployment("durability")
+    counter = deployment("counter")
+    ingress = server.ingress_url
+    resp = http.post(f"{ingress}/Flaky/run", json="metrics", timeout=60)
+    assert resp.status_code == 200 and resp.json()["attempt"] == 3, resp.text
+    resp = http.post(f"{ingress}/Faulty/terminal", json={"tag": "metrics", "code": 409})
+    assert resp.status_code == 409, resp.text
+    resp = http.post(f"{ingress}/Counter/later/add/send?delay=1h", json=1)
+    assert resp.status_code == 202, resp.text
+    for n in (1, 2, 3):
+        resp = http.post(f"{ingress}/Counter/k/add", json=1)
+        assert resp.status_code == 200 and resp.json() == n, resp.text
+
+    resp = http.get(f"{server.admin_url}/metrics")
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("text/plain")
+    assert "# TYPE restate_ingress_request_duration_seconds histogram" in resp.text
+    s = [x for f in text_string_to_metric_families(resp.text) for x in f.samples]
+
+    done = "restate_invocations_completed_total"
+    assert _value(s, done, service="Counter", result="success") == 3
+    assert _value(s, done, service="Flaky", result="success") == 1
+    assert _value(s, done, service="Faulty", result="failure") == 1
+    assert _value(s, "restate_invocation_duration_seconds_count", service="Counter") == 3
+    assert _value(s, "restate_invocation_duration_seconds_sum", service="Counter") > 0
+    # Two failed attempts, each retried; a third that succeeded.
+    assert _value(s, "restate_invocation_retries_total", service="Flaky") == 2
+    assert _value(s, "restate_invocation_attempts_total", service="Flaky") >= 3
+    assert _value(s, "restate_invocation_attempts_total", service="Counter") >= 3
+    tasks = "restate_invoker_invocation_tasks_total"
+    assert _value(s, tasks, status="failed", transient="true") == 2
+    assert _value(s, tasks, status="started") >= 3 + 3 + 1
+    # The delayed send waits in storage; nothing else is left unfinished.
+    live = "restate_invocations"
+    assert _value(s, live, service="Counter", status="scheduled") == 1
+    assert sum(x.value for x in s if x.name == live and x.labels["status"] != "scheduled") == 0
+
+    req = "restate_ingress_requests_total"
+    assert _value(s, req, status="completed", rpc_service="Counter", rpc_type="call") == 3
+    assert _value(s, req, status="completed", rpc_service="Counter", rpc_type="send") == 1
+    assert _value(s, req, status="completed", rpc_service="Flaky", rpc_type="call") == 1
+    assert _value(s, req, status="invocation_error", rpc_service="Faulty", rpc_type="call") == 1
+    assert _value(s, req, status="admitted") == 6
+    latency = "restate_ingress_request_duration_seconds_count"
+    assert _value(s, latency, rpc_service="Counter", rpc_type="call") == 3
+    codes = "restate_ingress_http_requests_total"
+    assert _value(s, codes, code="200") >= 4  # the harness's health checks come on top
+    assert _value(s, codes, code="202") == 1
+    assert _value(s, codes, code="409") == 1
+
+    commits = _value(s, "restate_partition_commit_duration_seconds_count")
+    assert commits > 0
+    assert _value(s, "restate_partition_commit_batch_size_sum") >= commits
+    assert _value(s, "restate_partition_queue_depth") == 0
+    if not counter.in_process:
+        # The counter's connection is idle, and open, right after its last call.
+        open_to_counter = [
+            x.value
+            for x in s
+            if x.name == "restate_deployment_connections"
+            and x.labels["address"].startswith(counter.url)
+        ]
+        assert sum(open_to_counter) >= 1, open_to_counter
+    assert {x.labels["cluster_name"] for x in s} == {"localcluster"}
+    assert all(x.labels.get("node_name") for x in s)
