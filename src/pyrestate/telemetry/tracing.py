@@ -88,11 +88,11 @@ class AttemptSpan:
     ended: bool = False
 
     def headers(self) -> list[tuple[str, str]]:
-        """What the SDK gets to join the trace (its spans hang under this attempt)."""
-        return [
-            ("traceparent", traceparent(self.trace_id, self.span_id)),
-            ("tracestate", self.state),
-        ]
+        """What the SDK gets to join the trace (its spans hang under this attempt). The
+        official server sends ``tracestate`` also when empty; left out then, as each
+        header costs both sides an HPACK encoding per attempt."""
+        parent = [("traceparent", traceparent(self.trace_id, self.span_id))]
+        return [*parent, ("tracestate", self.state)] if self.state else parent
 
     def callee(self, send: bool) -> str:
         """The trace a call's callee starts under; a one-way send's callee links to it."""
