@@ -287,6 +287,19 @@ def start_service(
     return proc, port
 
 
+async def warm_up(cfg: Config, server: Server) -> None:
+    """Warm both processes (imports, caches, connection pools) before measuring."""
+    await loadgen.closed_loop(
+        "127.0.0.1",
+        server.ingress_port,
+        lambda c, w, i: (c.format("POST", "/Bench/noop", b"1"), expect_json(1)),
+        cfg.concurrency,
+        0.0,
+        max(1.0, cfg.warmup),
+        lambda: {},
+    )
+
+
 def register(server: Server, service_port: int, service: Proc) -> None:
     resp = httpx.post(
         f"http://127.0.0.1:{server.admin_port}/deployments",
@@ -778,16 +791,7 @@ async def run_one(cfg: Config, kind: str, workers: int, workdir: Path) -> dict[s
         idle = cpu_metrics(idle0, runner.sample(), 1)
         out["idle_server_cores"] = idle["server_cores"]
         out["server_rss_mb_start"] = procstat.tree_rss_bytes(server.proc.pid) / 2**20
-        # Warm both processes (imports, JIT-less caches, connection pools) before measuring.
-        await loadgen.closed_loop(
-            "127.0.0.1",
-            server.ingress_port,
-            lambda c, w, i: (c.format("POST", "/Bench/noop", b"1"), expect_json(1)),
-            cfg.concurrency,
-            0.0,
-            max(1.0, cfg.warmup),
-            lambda: {},
-        )
+        await warm_up(cfg, server)
         for w in cfg.workloads:
             t = time.monotonic()
             try:

@@ -23,7 +23,6 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-import loadgen  # noqa: E402
 import run  # noqa: E402
 from report import NAMES  # noqa: E402
 
@@ -69,15 +68,7 @@ async def one(cfg: run.Config, mode: str, workdir: Path) -> dict[str, Any]:
         service, port = run.start_service(1, workdir)
         run.register(server, port, service)
         runner = run.Runner(cfg, server, service)
-        await loadgen.closed_loop(
-            "127.0.0.1",
-            server.ingress_port,
-            lambda c, w, i: (c.format("POST", "/Bench/noop", b"1"), run.expect_json(1)),
-            cfg.concurrency,
-            0.0,
-            max(1.0, cfg.warmup),
-            lambda: {},
-        )
+        await run.warm_up(cfg, server)
         out: dict[str, Any] = {}
         for w in cfg.workloads:
             quiet = await runner.wait_quiet()
