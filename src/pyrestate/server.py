@@ -87,7 +87,7 @@ class Server:
         )
         self.partition.invoker = self.invoker
         self.ingress = self.metrics.wrap_ingress(
-            IngressApp(self.partition, self.schemas, tracer=self.tracer), self.schemas
+            IngressApp(self.partition, self.schemas, tracer=self.tracer)
         )
         self.admin = AdminApp(
             self.registry,
@@ -135,7 +135,7 @@ class Server:
             (
                 self.ingress,
                 # The in-flight limit's 503s are counted too.
-                self.metrics.wrap_ingress(ingress_overloaded, self.schemas),
+                self.metrics.wrap_ingress(ingress_overloaded),
                 self.settings.ingress_bind,
                 ingress_limits,
             ),

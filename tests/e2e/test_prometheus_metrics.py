@@ -66,7 +66,12 @@ def test_metrics_count_the_invocations_attempts_and_requests_that_ran(
     assert _value(s, "restate_invocation_attempts_total", service="Counter") >= 3
     tasks = "restate_invoker_invocation_tasks_total"
     assert _value(s, tasks, status="failed", transient="true") == 2
-    assert _value(s, tasks, status="started") >= 3 + 3 + 1
+    started = _value(s, tasks, status="started")
+    assert started >= 3 + 3 + 1
+    # Reported by the invoker as each attempt ends: the three adds, Flaky's last attempt
+    # and Faulty's (a terminal error is an output) ended; every attempt started has ended.
+    assert _value(s, tasks, status="completed") == 5
+    assert _value(s, "restate_invoker_task_duration_seconds_count") == started
     # The delayed send waits in storage; nothing else is left unfinished.
     live = "restate_invocations"
     assert _value(s, live, service="Counter", status="scheduled") == 1

@@ -27,6 +27,7 @@ from pyrestate.core.commands import (
 from pyrestate.core.effects import Effect
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import Failure, HandlerType, JournalEntry, ServiceType, Target
+from pyrestate.ingress.app import ADMIT_HOOK
 from pyrestate.invoker.transport import Transport, open_transport
 from pyrestate.partition.processor import PartitionProcessor
 from pyrestate.protocol import service_protocol_pb2 as pb
@@ -181,18 +182,14 @@ async def test_commit_batches_queue_depth_and_live_invocations_by_status(
     await p.stop()
 
 
-class Keyed:
-    """Counter is a virtual object, Greeter a service; nothing else is registered."""
-
-    def is_keyed(self, service: str) -> bool:
-        if service not in ("Counter", "Greeter"):
-            raise LookupError(service)
-        return service == "Counter"
-
-
 async def _answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """A stand-in ingress: answers with the status (and error source) the path asks for."""
-    status = int(scope["path"].rsplit("/", 1)[-1]) if scope["path"][-3:].isdigit() else 200
+    """A stand-in ingress for paths ``/<service>/<call|send>[/<status>]``: it admits the
+    requests to Counter and Greeter (the only services registered) as the ingress does,
+    and answers with the status (and error source) the path asks for."""
+    parts = scope["path"].split("/")[1:]
+    if parts[0] in ("Counter", "Greeter"):
+        scope[ADMIT_HOOK](parts[0], parts[1])
+    status = int(parts[-1]) if parts[-1].isdigit() else 200
     headers = [(b"content-type", b"application/json")]
     if scope.get("query_string") == b"invocation":
         headers.append((b"x-restate-error-source", b"invocation"))
@@ -218,16 +215,16 @@ async def test_ingress_responses_are_counted_by_code_and_outcome(
     store: SqlitePartitionStore,
 ) -> None:
     metrics = Metrics(PartitionProcessor(store))
-    app = metrics.wrap_ingress(_answer, Keyed())
-    assert await _request(app, "/Counter/k/add") == 200
-    await _request(app, "/Counter/k/add")
-    await _request(app, "/Counter/k/add/send")
-    await _request(app, "/restate/send/Greeter/greet")
-    await _request(app, "/Greeter/send")  # a handler named "send", called
-    await _request(app, "/Greeter/fail/500", b"invocation")  # the handler failed
-    await _request(app, "/Greeter/greet/400")  # refused by the ingress
-    await _request(app, "/Greeter/greet/503")
-    await _request(app, "/Nope/x/404")  # no such service: only its status code counts
+    app = metrics.wrap_ingress(_answer)
+    assert await _request(app, "/Counter/call") == 200
+    await _request(app, "/Counter/call")
+    await _request(app, "/Counter/send")
+    await _request(app, "/Greeter/send")
+    await _request(app, "/Greeter/call")
+    await _request(app, "/Greeter/call/500", b"invocation")  # the handler failed
+    await _request(app, "/Greeter/call/400")  # refused by the ingress
+    await _request(app, "/Greeter/call/503")
+    await _request(app, "/Nope/call/404")  # no such service: only its status code counts
     await _request(app, "/restate/health")
     s = _samples(generate_latest(metrics.registry))
     req = "restate_ingress_requests_total"
@@ -250,11 +247,12 @@ async def test_ingress_responses_are_counted_by_code_and_outcome(
 
 async def test_a_failing_app_counts_as_a_500(store: SqlitePartitionStore) -> None:
     async def broken(scope: Any, receive: Any, send: Any) -> None:
+        scope[ADMIT_HOOK]("Greeter", "call")
         raise RuntimeError("bug")
 
     metrics = Metrics(PartitionProcessor(store))
     with pytest.raises(RuntimeError):
-        await _request(metrics.wrap_ingress(broken, Keyed()), "/Greeter/greet")
+        await _request(metrics.wrap_ingress(broken), "/Greeter/greet")
     s = _samples(generate_latest(metrics.registry))
     assert _value(s, "restate_ingress_http_requests_total", code="500") == 1
     assert _value(s, "restate_ingress_requests_total", status="ingress_error") == 1

@@ -89,6 +89,10 @@ _BAD_INVOCATION_PATH = (
     "/restate/invocation/:invocation_target/:idempotency_key/output or "
     "/restate/invocation/:invocation_target/:idempotency_key/attach"
 )
+# An ASGI middleware (metrics) may put a callable here: the ingress calls it with (service,
+# "call" or "send") once it knows a request invokes a registered service, so that nothing
+# parses the path a second time.
+ADMIT_HOOK = "pyrestate.admit"
 # Bodies above this size are refused (the official ingress.request-size-limit default).
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
@@ -230,6 +234,9 @@ class IngressApp:
             raise HttpError(404, str(e)) from None
         want = 3 if keyed else 2
         is_send = len(segments) == want + 1 and segments[-1] == "send"
+        admit = scope.get(ADMIT_HOOK)
+        if admit is not None:
+            admit(service, "send" if is_send else "call")
         if len(segments) != want + int(is_send):
             raise HttpError(
                 400,

@@ -63,7 +63,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -72,6 +71,7 @@ from pyrestate.admin.web import Request, Response
 from pyrestate.asgi import Receive, Scope, Send
 from pyrestate.core.effects import AttemptFailureHandled, Completed, Effect, StartAttempt
 from pyrestate.core.model import Status
+from pyrestate.ingress.app import ADMIT_HOOK
 
 if TYPE_CHECKING:
     from pyrestate.invoker.transport import Transport
@@ -109,14 +109,6 @@ _SCHEDULED_SQL = (
 
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class Keyed(Protocol):
-    """What the ingress middleware asks of the schemas (``SchemaView``)."""
-
-    def is_keyed(self, service: str) -> bool:
-        """Raise LookupError for a service not registered."""
-        ...
 
 
 class Routes(Protocol):
@@ -311,9 +303,9 @@ class Metrics:
         elif outcome == "suspended":
             self._task_suspended.inc()
 
-    def wrap_ingress(self, app: AsgiApp, schemas: Keyed) -> AsgiApp:
+    def wrap_ingress(self, app: AsgiApp) -> AsgiApp:
         """``app`` (the ingress) with its requests and responses counted."""
-        return _MeteredIngress(app, schemas, self)
+        return _MeteredIngress(app, self)
 
     def _answered(
         self, rpc: tuple[str, str] | None, status: str, code: int, seconds: float
@@ -414,9 +406,8 @@ class _MeteredIngress:
     """ASGI middleware: counts each response by status code and, for a request to a
     registered service, by outcome, with its latency."""
 
-    def __init__(self, app: AsgiApp, schemas: Keyed, metrics: Metrics) -> None:
+    def __init__(self, app: AsgiApp, metrics: Metrics) -> None:
         self._app = app
-        self._schemas = schemas
         self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -424,9 +415,14 @@ class _MeteredIngress:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        rpc = self._rpc(scope)
-        if rpc is not None:
+        rpc: tuple[str, str] | None = None
+
+        def admit(service: str, kind: str) -> None:
+            nonlocal rpc
+            rpc = (service, kind)
             self._metrics._admitted.inc()
+
+        scope[ADMIT_HOOK] = admit
         code = 0
         error_source = b""
 
@@ -455,30 +451,6 @@ class _MeteredIngress:
                 else:
                     status = "ingress_error" if code >= 500 else "request_error"
                 self._metrics._answered(rpc, status, code, time.perf_counter() - started)
-
-    def _rpc(self, scope: Scope) -> tuple[str, str] | None:
-        """(service, "call" or "send") of an invocation request to a registered service,
-        split as the ingress splits it; None for any other request."""
-        raw = scope.get("raw_path")
-        path = raw.decode("latin-1").split("?", 1)[0] if raw else scope["path"]
-        segments = path.split("/")[1:]
-        if len(segments) > 1 and segments[-1] == "":
-            segments.pop()
-        by_prefix = False
-        if segments[:1] == ["restate"]:
-            if len(segments) < 3 or segments[1] not in ("call", "send"):
-                return None
-            by_prefix = segments[1] == "send"
-            segments = segments[2:]
-        if len(segments) < 2:
-            return None
-        service = unquote(segments[0])
-        try:
-            keyed = self._schemas.is_keyed(service)
-        except LookupError:
-            return None  # not counted by service: its name is whatever the client sent
-        is_send = by_prefix or (len(segments) == (4 if keyed else 3) and segments[-1] == "send")
-        return service, "send" if is_send else "call"
 
 
 def add_metrics_route(app: Routes, metrics: Metrics) -> None:
