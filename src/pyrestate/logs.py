@@ -38,7 +38,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pyrestate.core.effects import AttemptFailureHandled, Effect
-from pyrestate.official_format import ERROR_CODE_NAMES
+from pyrestate.official_format import DOC_CODES, OTHER_DOC_CODE, error_code_label
 
 FORMATS = ("pretty", "compact", "json")
 DEFAULT_FORMAT = "pretty"
@@ -330,10 +330,6 @@ def redact_uri(uri: str) -> str:
 
 _invoker_log = logging.getLogger("pyrestate.invoker")
 
-# The official documentation codes, as sys_invocation.last_failure_error_code gives them:
-# a journal mismatch, a protocol violation, else an error of the handler's.
-_DOC_CODES = {570: "RT0016", 571: "RT0012"}
-
 
 class AttemptFailureLog:
     """A partition observer: a WARN line per failed attempt once what follows is committed,
@@ -354,13 +350,12 @@ class AttemptFailureLog:
 
     def _log(self, handled: AttemptFailureHandled) -> None:
         failure = handled.failure
-        name = ERROR_CODE_NAMES.get(failure.code)
-        label = f"{failure.code} {name}" if name else str(failure.code)
+        label = error_code_label(failure.code)
         # The official's order; the error is the handler's own text (with the SDK's
         # stacktrace after it), logged as sent, as the official does.
         fields = {
             "error": f"[{label}] {failure.message}",
-            "restate.error.code": _DOC_CODES.get(failure.code, "RT0007"),
+            "restate.error.code": DOC_CODES.get(failure.code, OTHER_DOC_CODE),
             "restate.invocation.id": str(handled.invocation_id),
             "restate.invocation.target": str(handled.target),
         }

@@ -51,3 +51,15 @@ ERROR_CODE_NAMES = {
     572: "Awaiting two async results",
     573: "Unsupported feature",
 }
+
+
+def error_code_label(code: int) -> str:
+    """``409 Aborted``: a failure's code as the official server names it."""
+    name = ERROR_CODE_NAMES.get(code)
+    return f"{code} {name}" if name else str(code)
+
+
+# The official documentation code of an attempt's failure: RT0016 a journal mismatch,
+# RT0012 a protocol violation, RT0007 any other error the handler reported.
+DOC_CODES = {570: "RT0016", 571: "RT0012"}
+OTHER_DOC_CODE = "RT0007"

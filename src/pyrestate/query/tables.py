@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from pyrestate.core.ids import IdError, InvocationId, partition_key_of
-from pyrestate.official_format import ERROR_CODE_NAMES
+from pyrestate.official_format import DOC_CODES, ERROR_CODE_NAMES, OTHER_DOC_CODE
 from pyrestate.query import grouped
 from pyrestate.query.journal import EntryView, describe, entry_kind, entry_type_name
 from pyrestate.query.literal import sql_literal
@@ -462,13 +462,13 @@ _CODE_NAME = (
 )
 
 
-# The official's documentation code of an attempt's failure: RT0016 a journal mismatch,
-# RT0012 a protocol violation, RT0007 any other error the handler reported. Errors the
-# SDK reported carry their related command as JSON ({} when it named none); the server's
-# own (a connection refused, a bad answer) carry none and get no code here.
+# The official's documentation code of an attempt's failure (DOC_CODES). Errors the SDK
+# reported carry their related command as JSON ({} when it named none); the server's own
+# (a connection refused, a bad answer) carry none and get no code here.
 _DOC_CODE = (
-    "CASE last_failure_code WHEN 570 THEN 'RT0016' WHEN 571 THEN 'RT0012' "
-    "ELSE CASE WHEN json_valid(last_failure_related) THEN 'RT0007' END END"
+    "CASE last_failure_code "
+    + " ".join(f"WHEN {code} THEN '{doc}'" for code, doc in DOC_CODES.items())
+    + f" ELSE CASE WHEN json_valid(last_failure_related) THEN '{OTHER_DOC_CODE}' END END"
 )
 
 

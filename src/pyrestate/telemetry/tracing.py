@@ -27,7 +27,7 @@ from pyrestate.core.commands import Invoke
 from pyrestate.core.effects import Completed, Effect, StartAttempt
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import Target
-from pyrestate.official_format import ERROR_CODE_NAMES
+from pyrestate.official_format import error_code_label
 from pyrestate.protocol.frames import MessageType
 from pyrestate.query.journal import entry_kind
 from pyrestate.telemetry import otlp
@@ -395,14 +395,10 @@ class Tracer:
             more: list[tuple[str, Any]] = [("restate.invocation.result", "success")]
             status, message = otlp.STATUS_OK, ""
         else:
-            code_name = ERROR_CODE_NAMES.get(failure.code)
             more = [
                 ("restate.invocation.result", "failure"),
                 ("error.message", failure.message),
-                (
-                    "restate.invocation.error.code",
-                    f"{failure.code} {code_name}" if code_name else str(failure.code),
-                ),
+                ("restate.invocation.error.code", error_code_label(failure.code)),
             ]
             status, message = otlp.STATUS_ERROR, failure.message
         now = time.time_ns()
