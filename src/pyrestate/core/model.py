@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from pyrestate.core.ids import InvocationId
+from pyrestate.core.ids import InvocationId, new_invocation_id
 
 CALL_COMPLETION = 0x800D  # the service protocol's CallCompletionNotificationMessage
 
@@ -56,6 +56,18 @@ class Target:
     @property
     def object_ref(self) -> tuple[str, str] | None:
         return None if self.key is None else (self.service, self.key)
+
+    def new_invocation_id(self, entropy: bytes, idempotency_key: str | None = None) -> InvocationId:
+        """The id of a new invocation of this target: derived from the workflow key or the
+        idempotency key when there is one (so duplicates find it), else from ``entropy``."""
+        return new_invocation_id(
+            entropy,
+            service=self.service,
+            handler=self.handler,
+            key=self.key,
+            idempotency_key=idempotency_key,
+            workflow_run=self.handler_type is HandlerType.WORKFLOW,
+        )
 
     def __str__(self) -> str:
         if self.key is None:

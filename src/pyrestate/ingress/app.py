@@ -26,7 +26,7 @@ from pyrestate.core.ids import (
     workflow_run_id,
 )
 from pyrestate.core.limits import MAX_EPOCH_MS
-from pyrestate.core.model import Failure, HandlerType, Output, Target
+from pyrestate.core.model import Failure, Output, Target
 from pyrestate.core.notifications import signal
 from pyrestate.ingress.durations import DurationError, parse_duration_ms
 from pyrestate.official_format import format_timestamp
@@ -281,14 +281,7 @@ class IngressApp:
                 )
         idempotency_key = headers.get("idempotency-key") or None
         target = route.target_for(key)
-        inv_id = new_invocation_id(
-            os.urandom(24),
-            service=service,
-            handler=handler,
-            key=key,
-            idempotency_key=idempotency_key,
-            workflow_run=target.handler_type is HandlerType.WORKFLOW,
-        )
+        inv_id = target.new_invocation_id(os.urandom(24), idempotency_key)
         trace = None
         if self._tracer is not None:
             client = scope.get("client")

@@ -29,7 +29,7 @@ from pyrestate.core.commands import (
 from pyrestate.core.effects import AbortAttempt, Ack, Effect, Notify, StartAttempt
 from pyrestate.core.ids import IdError, InvocationId, new_invocation_id, workflow_run_id
 from pyrestate.core.limits import OutOfRange, epoch_ms
-from pyrestate.core.model import CallerRef, Failure, HandlerType, JournalEntry, ServiceType, Target
+from pyrestate.core.model import CallerRef, Failure, JournalEntry, ServiceType, Target
 from pyrestate.identity import RequestSigner
 from pyrestate.invoker import attempt_protocol as ap
 from pyrestate.invoker.transport import ClientStream, Transport, TransportError, open_transport
@@ -534,14 +534,7 @@ class Invoker:
             target = self._schemas.target(service, handler, key or None)
         except LookupError as e:
             raise AttemptError(str(e), 400) from None
-        inv_id = new_invocation_id(
-            os.urandom(24),
-            service=service,
-            handler=handler,
-            key=target.key,
-            idempotency_key=idempotency_key,
-            workflow_run=target.handler_type is HandlerType.WORKFLOW,
-        )
+        inv_id = target.new_invocation_id(os.urandom(24), idempotency_key)
         return Invoke(
             invocation_id=inv_id,
             target=target,

@@ -28,8 +28,6 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from pyrestate.core.commands import Invoke
-from pyrestate.core.ids import new_invocation_id
-from pyrestate.core.model import HandlerType
 from pyrestate.ingress.app import Route
 from pyrestate.partition.processor import Answer, PartitionUnavailable
 from pyrestate.subscriptions.kafka_options import consumer_arguments
@@ -242,14 +240,7 @@ class SubscriptionConsumer:
             except UnicodeDecodeError as e:
                 raise PoisonRecord(f"the Kafka record key must be valid UTF-8: {e}") from None
         target = route.target_for(key)
-        inv_id = new_invocation_id(
-            os.urandom(24),
-            service=target.service,
-            handler=target.handler,
-            key=key,
-            idempotency_key=None,
-            workflow_run=target.handler_type is HandlerType.WORKFLOW,
-        )
+        inv_id = target.new_invocation_id(os.urandom(24))
         headers = tuple(record_headers(sub, record))
         value = record.value or b""
         dedup = (producer_id(sub, tp), record.offset)
