@@ -56,28 +56,28 @@ class Settings:
     tracing_journal_spans: bool = True
 
 
-# Each setting: (pyrestate env, official env, TOML paths in order of preference).
-_SOURCES: dict[str, tuple[str, str | None, tuple[tuple[str, ...], ...]]] = {
+# Each setting: (pyrestate env, official envs and TOML paths in order of preference).
+_SOURCES: dict[str, tuple[str, tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
     "ingress_bind": (
         "PYRESTATE_INGRESS_BIND",
-        "RESTATE_INGRESS__BIND_ADDRESS",
+        ("RESTATE_INGRESS__BIND_ADDRESS",),
         (("ingress", "bind"), ("ingress", "bind-address")),
     ),
     "admin_bind": (
         "PYRESTATE_ADMIN_BIND",
-        "RESTATE_ADMIN__BIND_ADDRESS",
+        ("RESTATE_ADMIN__BIND_ADDRESS",),
         (("admin", "bind"), ("admin", "bind-address")),
     ),
     "pgsql_bind": (
         "PYRESTATE_PGSQL_BIND",
-        "RESTATE_ADMIN__QUERY_ENGINE__PGSQL_BIND_ADDRESS",
+        ("RESTATE_ADMIN__QUERY_ENGINE__PGSQL_BIND_ADDRESS",),
         (("pgsql", "bind"), ("admin", "query-engine", "pgsql-bind-address")),
     ),
-    "data_dir": ("PYRESTATE_DATA_DIR", "RESTATE_BASE_DIR", (("data-dir",), ("base-dir",))),
-    "sqlite_synchronous": ("PYRESTATE_SQLITE_SYNCHRONOUS", None, (("sqlite", "synchronous"),)),
+    "data_dir": ("PYRESTATE_DATA_DIR", ("RESTATE_BASE_DIR",), (("data-dir",), ("base-dir",))),
+    "sqlite_synchronous": ("PYRESTATE_SQLITE_SYNCHRONOUS", (), (("sqlite", "synchronous"),)),
     "request_identity_private_key_pem_file": (
         "PYRESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE",
-        "RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE",
+        ("RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE",),
         (
             ("request-identity-private-key-pem-file",),
             ("worker", "invoker", "request-identity-private-key-pem-file"),
@@ -85,24 +85,24 @@ _SOURCES: dict[str, tuple[str, str | None, tuple[tuple[str, ...], ...]]] = {
     ),
     "ingress_max_in_flight": (
         "PYRESTATE_INGRESS_MAX_IN_FLIGHT",
-        None,
+        (),
         (("ingress", "max-in-flight"),),
     ),
     "ingress_header_timeout_s": (
         "PYRESTATE_INGRESS_HEADER_TIMEOUT",
-        None,
+        (),
         (("ingress", "header-timeout"),),
     ),
-    "asgi_import": ("PYRESTATE_ASGI_IMPORT", None, (("asgi-import",),)),
+    "asgi_import": ("PYRESTATE_ASGI_IMPORT", (), (("asgi-import",),)),
     # The official server's services endpoint wins over its general one.
     "tracing_endpoint": (
         "PYRESTATE_TRACING_ENDPOINT",
-        "RESTATE_TRACING_SERVICES_ENDPOINT",
+        ("RESTATE_TRACING_SERVICES_ENDPOINT", "RESTATE_TRACING_ENDPOINT"),
         (("tracing-services-endpoint",), ("tracing-endpoint",)),
     ),
     "tracing_journal_spans": (
         "PYRESTATE_TRACING_JOURNAL_SPANS",
-        None,
+        (),
         (("tracing-journal-spans",),),
     ),
 }
@@ -136,12 +136,10 @@ def load_settings(
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"cannot read config file {config_file}: {e}") from e
     settings = Settings()
-    for name, (own_env, official_env, toml_paths) in _SOURCES.items():
+    for name, (own_env, official_envs, toml_paths) in _SOURCES.items():
         value = flags.get(name)
         if value is None:
-            value = env.get(own_env) or (env.get(official_env) if official_env else None)
-        if value is None and name == "tracing_endpoint":
-            value = env.get("RESTATE_TRACING_ENDPOINT")
+            value = next((env[e] for e in (own_env, *official_envs) if env.get(e)), None)
         if value is None:
             for path in toml_paths:
                 value = _toml_value(doc, path)
