@@ -13,7 +13,6 @@ Writes bench/results/inprocess.{json,md}.
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,17 +90,12 @@ async def one(cfg: run.Config, mode: str, workdir: Path) -> dict[str, Any]:
         server.proc.stop()
 
 
-def _median(runs: list[dict[str, Any]], mode: str, w: str, key: str) -> float | None:
-    values = []
-    for r in runs:
-        res = r[mode].get(w)
-        if res and not res.get("failures"):
-            values.append(
-                res["throughput"]
-                if key == "throughput"
-                else res["server_cpu_ms"] + res["service_cpu_ms"]
-            )
-    return statistics.median(values) if values else None
+def _throughput(res: dict[str, Any]) -> float:
+    return float(res["throughput"])
+
+
+def _cpu(res: dict[str, Any]) -> float:
+    return float(res["server_cpu_ms"] + res["service_cpu_ms"])
 
 
 def table(meta: dict[str, Any], runs: list[dict[str, Any]], workloads: str) -> str:
@@ -122,19 +116,12 @@ def table(meta: dict[str, Any], runs: list[dict[str, Any]], workloads: str) -> s
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for w in workloads:
-        t_h, t_i = (_median(runs, m, w, "throughput") for m in MODES)
-        c_h, c_i = (_median(runs, m, w, "cpu") for m in MODES)
+        t_h, t_i = (run.mode_median(runs, m, w, _throughput) for m in MODES)
+        c_h, c_i = (run.mode_median(runs, m, w, _cpu) for m in MODES)
 
-        def ratio(a: float | None, b: float | None) -> str:
-            return f"{b / a:.2f}x" if a and b else "-"
-
-        def num(x: float | None, fmt: str) -> str:
-            return format(x, fmt) if x is not None else "-"
-
-        lines.append(
-            f"| {NAMES[w]} | {num(t_h, '.0f')} | {num(t_i, '.0f')} | {ratio(t_h, t_i)} | "
-            f"{num(c_h, '.2f')} | {num(c_i, '.2f')} | {ratio(c_h, c_i)} |"
-        )
+        cells = [NAMES[w], run.cell(t_h, ".0f"), run.cell(t_i, ".0f"), run.times(t_h, t_i)]
+        cells += [run.cell(c_h, ".2f"), run.cell(c_i, ".2f"), run.times(c_h, c_i)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

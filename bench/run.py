@@ -25,6 +25,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -1078,6 +1079,28 @@ def main(argv: list[str] | None = None) -> None:
 
 OneMode = Callable[["Config", str, Path], Awaitable[dict[str, Any]]]
 ModesTable = Callable[[dict[str, Any], list[dict[str, Any]], str], str]
+
+
+def mode_median(
+    runs: list[dict[str, Any]], mode: str, w: str, value: Callable[[dict[str, Any]], Any]
+) -> float | None:
+    """The median of ``value`` of workload ``w`` in ``mode`` over the rounds without
+    failures (None where it has none)."""
+    values = [
+        value(r[mode][w])
+        for r in runs
+        if r[mode].get(w) and not r[mode][w].get("failures") and value(r[mode][w]) is not None
+    ]
+    return statistics.median(values) if values else None
+
+
+def cell(x: float | None, fmt: str) -> str:
+    return format(x, fmt) if x is not None else "-"
+
+
+def times(a: float | None, b: float | None) -> str:
+    """``b`` as a multiple of ``a``."""
+    return f"{b / a:.2f}x" if a and b else "-"
 
 
 def modes_main(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,15 +94,6 @@ async def one(cfg: run.Config, mode: str, workdir: Path) -> dict[str, Any]:
             sink.stop()
 
 
-def _median(runs: list[dict[str, Any]], mode: str, w: str, key: str) -> float | None:
-    values = [
-        r[mode][w][key]
-        for r in runs
-        if r[mode].get(w) and not r[mode][w].get("failures") and r[mode][w].get(key) is not None
-    ]
-    return statistics.median(values) if values else None
-
-
 def table(meta: dict[str, Any], runs: list[dict[str, Any]], workloads: str) -> str:
     lines = [
         "# Tracing off vs on (pyrestate)",
@@ -122,21 +112,14 @@ def table(meta: dict[str, Any], runs: list[dict[str, Any]], workloads: str) -> s
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
-    def num(x: float | None, fmt: str) -> str:
-        return format(x, fmt) if x is not None else "-"
-
-    def ratio(a: float | None, b: float | None) -> str:
-        return f"{b / a:.2f}x" if a and b else "-"
-
     for w in workloads:
-        t_off, t_on = (_median(runs, m, w, "throughput") for m in MODES)
-        c_off, c_on = (_median(runs, m, w, "server_cpu_ms") for m in MODES)
-        spans = _median(runs, "on", w, "spans_per_request")
-        lines.append(
-            f"| {NAMES[w]} | {num(t_off, '.0f')} | {num(t_on, '.0f')} | {ratio(t_off, t_on)} | "
-            f"{num(c_off, '.2f')} | {num(c_on, '.2f')} | {ratio(c_off, c_on)} | "
-            f"{num(spans, '.1f')} |"
-        )
+        t_off, t_on = (run.mode_median(runs, m, w, lambda r: r["throughput"]) for m in MODES)
+        c_off, c_on = (run.mode_median(runs, m, w, lambda r: r["server_cpu_ms"]) for m in MODES)
+        spans = run.mode_median(runs, "on", w, lambda r: r.get("spans_per_request"))
+        cells = [NAMES[w], run.cell(t_off, ".0f"), run.cell(t_on, ".0f"), run.times(t_off, t_on)]
+        cells += [run.cell(c_off, ".2f"), run.cell(c_on, ".2f"), run.times(c_off, c_on)]
+        cells.append(run.cell(spans, ".1f"))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
