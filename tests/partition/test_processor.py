@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from partition_helpers import GREET, Clock, Effects, settle, store_fixture  # noqa: F401
 
 from pyrestate.core import machine as machine_module
 from pyrestate.core.changes import Changes
@@ -19,7 +19,7 @@ from pyrestate.core.commands import (
     ProposeRunCompletion,
     Retention,
 )
-from pyrestate.core.effects import AbortAttempt, Ack, Effect, StartAttempt
+from pyrestate.core.effects import AbortAttempt, Ack, StartAttempt
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import HandlerType, JournalEntry, Output, ServiceType, Status, Target
 from pyrestate.core.notifications import completion
@@ -34,36 +34,9 @@ from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.frames import MessageType
 from pyrestate.storage.sqlite import SqlitePartitionStore
 
-GREET = Target("Greeter", "greet", None, ServiceType.SERVICE, None)
-
 
 def _object(key: str) -> Target:
     return Target("Counter", "add", key, ServiceType.VIRTUAL_OBJECT, HandlerType.EXCLUSIVE)
-
-
-class Effects:
-    """Stands in for the invoker: records what the partition released, in order."""
-
-    def __init__(self) -> None:
-        self.seen: list[Effect] = []
-
-    def handle(self, effect: Effect) -> None:
-        self.seen.append(effect)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000
-
-    def __call__(self) -> int:
-        return self.now
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlitePartitionStore]:
-    s = SqlitePartitionStore(tmp_path / "p.db")
-    yield s
-    s.close()
 
 
 async def _started(store: SqlitePartitionStore, clock: Clock | None = None) -> tuple:  # type: ignore[type-arg]
@@ -72,14 +45,6 @@ async def _started(store: SqlitePartitionStore, clock: Clock | None = None) -> t
     p.invoker = fx
     await p.start()
     return p, fx
-
-
-async def _settle(p: PartitionProcessor) -> None:
-    for _ in range(50):
-        await asyncio.sleep(0.01)
-        if not p._pending:
-            await asyncio.sleep(0.02)
-            return
 
 
 async def _invoke(p: PartitionProcessor, inv: InvocationId, target: Target) -> None:
@@ -117,7 +82,7 @@ async def test_a_failing_command_leaves_no_trace_and_the_rest_of_its_batch_commi
     # One batch: both submitted before the writer runs.
     p.submit(_set_state(good, b"x"))
     p.submit(_clear_all(bad))
-    await _settle(p)
+    await settle(p)
 
     assert store.state("Counter", "a") == {b"x": b"v"}
     assert store.state("Counter", "b") == {}, "nothing of the failed command was committed"
@@ -263,7 +228,7 @@ async def test_notifications_seen_over_many_steps_survive_a_restart(
     for cid in range(1, 2001):
         entry = completion(MessageType.RUN_COMPLETION, cid, Output(value=b"v"))
         p.submit(ProposeRunCompletion(inv, 1, "dp", cid, entry))
-    await _settle(p)
+    await settle(p)
     await p.stop()
     again, _ = await _started(store)
     st = again.machine.invocations[inv]
@@ -282,15 +247,15 @@ async def test_completed_invocations_are_swept_after_their_retention(
     out.value.content = b"done"
     p.submit(AppendCommand(inv, 1, "dp", JournalEntry(MessageType.OUTPUT_COMMAND, b""), out))
     p.submit(AttemptEnded(inv, 1, "dp"))
-    await _settle(p)
+    await settle(p)
     assert store.invocation(inv) is not None
     clock.now += 999
     await p._housekeeping()
-    await _settle(p)
+    await settle(p)
     assert store.invocation(inv) is not None, "kept for its retention"
     clock.now += 1 + processor_module.SWEEP_INTERVAL_MS
     await p._housekeeping()
-    await _settle(p)
+    await settle(p)
     assert store.invocation(inv) is None and store.journal(inv, 10) == []
     await p.stop()
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from pyrestate.core.commands import (
     Invoke,
     RetryPolicy,
 )
-from pyrestate.core.effects import Effect
 from pyrestate.core.ids import InvocationId
 from pyrestate.core.model import Failure, HandlerType, JournalEntry, ServiceType, Target
 from pyrestate.ingress.app import ADMIT_HOOK
@@ -35,38 +35,11 @@ from pyrestate.protocol.frames import MessageType
 from pyrestate.storage.sqlite import SqlitePartitionStore
 from pyrestate.telemetry.metrics import Metrics, add_metrics_route
 
-GREET = Target("Greeter", "greet", None, ServiceType.SERVICE, None)
+PARTITION_TESTS = Path(__file__).resolve().parents[1] / "partition"
+if str(PARTITION_TESTS) not in sys.path:
+    sys.path.insert(0, str(PARTITION_TESTS))
 
-
-class Effects:
-    def __init__(self) -> None:
-        self.seen: list[Effect] = []
-
-    def handle(self, effect: Effect) -> None:
-        self.seen.append(effect)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000
-
-    def __call__(self) -> int:
-        return self.now
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlitePartitionStore]:
-    s = SqlitePartitionStore(tmp_path / "p.db")
-    yield s
-    s.close()
-
-
-async def _settle(p: PartitionProcessor) -> None:
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if not p._pending and not p._in_batch:
-            await asyncio.sleep(0.02)
-            return
+from partition_helpers import GREET, Clock, Effects, settle, store_fixture  # noqa: E402, F401
 
 
 def _samples(text: bytes) -> list[Sample]:
@@ -104,14 +77,14 @@ async def test_attempts_retries_and_completions_come_from_committed_effects(
     p.submit(AttemptFailed(ok, 1, "dp", Failure(500, "boom"), RetryPolicy(100)))
     p.submit(AttemptFailed(terminal, 1, "dp", Failure(409, "no"), RetryPolicy(), terminal=True))
     p.submit(AttemptFailed(paused, 1, "dp", Failure(500, "stuck"), RetryPolicy(), pause=True))
-    await _settle(p)
+    await settle(p)
     clock.now += 100  # the retry of ``ok`` is due
     p.time_moved()
-    await _settle(p)
+    await settle(p)
     clock.now += 150
     p.submit(_output(ok, 2))
     p.submit(AttemptEnded(ok, 2, "dp"))
-    await _settle(p)
+    await settle(p)
 
     s = _samples(await metrics.scrape())
     assert _value(s, "restate_invocation_attempts_total", service="Greeter") == 4
@@ -156,7 +129,7 @@ async def test_commit_batches_queue_depth_and_live_invocations_by_status(
         p.submit(Invoke(InvocationId(1, bytes(15) + bytes([i])), GREET, b""))
     s = _samples(generate_latest(metrics.registry))
     assert _value(s, "restate_partition_queue_depth", partition_id="0") == 3
-    await _settle(p)
+    await settle(p)
     s = _samples(generate_latest(metrics.registry))
     assert _value(s, "restate_partition_queue_depth") == 0
     assert _value(s, "restate_partition_commit_batch_size_count") == 1
@@ -171,7 +144,7 @@ async def test_commit_batches_queue_depth_and_live_invocations_by_status(
         p.submit(Invoke(InvocationId(2, bytes(15) + bytes([i])), counter, b""))
     later = clock.now + 3_600_000
     p.submit(Invoke(InvocationId(3, bytes(16)), counter, b"", execution_time=later))
-    await _settle(p)
+    await settle(p)
     s = _samples(await metrics.scrape())
     live = "restate_invocations"
     assert _value(s, live, service="Greeter", status="invoked") == 3
