@@ -67,6 +67,12 @@ def key_value(key: str, value: AttributeValue) -> bytes:
         encoded_key = _string(0x0A, key)
         if len(_KEYS) < 1000:  # keys are a fixed few; values vary
             _KEYS[key] = encoded_key
+    if value.__class__ is str:  # most are: one step less
+        raw = value.encode()  # type: ignore[union-attr]
+        n = len(raw)
+        if n < 0x7E:
+            return encoded_key + bytes((0x12, n + 2, 0x0A, n)) + raw
+        return encoded_key + _delimited(0x12, _delimited(0x0A, raw))
     if isinstance(value, bool):
         any_value = b"\x10" + (b"\x01" if value else b"\x00")
     elif isinstance(value, int):
@@ -86,7 +92,10 @@ RESOURCE_ATTRIBUTE = 0x0A
 
 def attributes(tag: int, values: Iterable[tuple[str, AttributeValue]]) -> bytes:
     """Attributes as the fields of the message that holds them."""
-    return b"".join(_delimited(tag, key_value(k, v)) for k, v in values)
+    out = b""
+    for k, v in values:
+        out += _delimited(tag, key_value(k, v))
+    return out
 
 
 def name_field(name: str) -> bytes:
@@ -115,7 +124,12 @@ def link(trace_id: int, span_id: int, trace_state: str, attrs: bytes) -> bytes:
 # Status.code: 0 unset, 1 ok, 2 error.
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
 _STATUS_OK = _delimited(0x7A, b"\x18\x01")
-_KIND_INTERNAL = b"\x30\x01"
+# Span.trace_id (1, 16 bytes) and span_id (2, 8 bytes); parent_span_id (4); kind (6,
+# INTERNAL), start and end times (7, 8: fixed64, little-endian).
+_IDS = struct.Struct(">BBQQBBQ").pack
+_PARENT = struct.Struct(">BBQ").pack
+_KIND_AND_TIMES = struct.Struct("<BBBQBQ").pack
+_LOW64 = (1 << 64) - 1
 
 
 def span(
@@ -134,18 +148,17 @@ def span(
 ) -> bytes:
     """A Span message (kind INTERNAL). ``name``: ``name_field(...)``; ``attrs``:
     SPAN_ATTRIBUTE fields; ``events``/``links``: ``event(...)``/``link(...)`` joined."""
-    parts = [b"\x0a\x10", trace_id.to_bytes(16, "big"), b"\x12\x08", span_id.to_bytes(8, "big")]
+    out = _IDS(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, span_id)
     if trace_state:
-        parts.append(_string(0x1A, trace_state))
+        out += _string(0x1A, trace_state)
     if parent:
-        parts += (b"\x22\x08", parent.to_bytes(8, "big"))
-    parts += (name, _KIND_INTERNAL, b"\x39", _FIXED64(start_ns), b"\x41", _FIXED64(end_ns))
-    parts += (attrs, events, links)
+        out += _PARENT(0x22, 0x08, parent)
+    out += name + _KIND_AND_TIMES(0x30, 1, 0x39, start_ns, 0x41, end_ns) + attrs + events + links
     if status == STATUS_OK:
-        parts.append(_STATUS_OK)
+        out += _STATUS_OK
     elif status == STATUS_ERROR:
-        parts.append(_delimited(0x7A, (_string(0x12, message) if message else b"") + b"\x18\x02"))
-    return b"".join(parts)
+        out += _delimited(0x7A, (_string(0x12, message) if message else b"") + b"\x18\x02")
+    return out
 
 
 def export_request(

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pyrestate import __version__
 from pyrestate.core.commands import Invoke
@@ -45,6 +45,7 @@ _NEW_COMMAND = otlp.event_name("restate.invocation.lifecycle.new_command")
 _RUN_ENDED = otlp.event_name("restate.invocation.lifecycle.run_ended")
 _SUSPENDED = otlp.event_name("restate.invocation.lifecycle.suspended")
 _RUNTIME_LINK = otlp.attributes(otlp.LINK_ATTRIBUTE, [("restate.runtime", True)])
+_SUCCESS = otlp.attributes(otlp.SPAN_ATTRIBUTE, [("restate.invocation.result", "success")])
 _MAX_CACHED = 10_000  # encoded names and attributes kept (targets and deployments are few)
 
 
@@ -58,16 +59,22 @@ def _span_id() -> int:
     return random.getrandbits(64) or 1
 
 
-class _Cache(dict[Any, bytes]):
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _Cache(dict[_K, _V]):
     """Encoded pieces that repeat (span names, constant attributes), bounded."""
 
-    def get_or(self, key: Any, make: Any) -> bytes:
+    def put(self, key: _K, value: _V) -> _V:
+        if len(self) >= _MAX_CACHED:
+            self.clear()
+        self[key] = value
+        return value
+
+    def get_or(self, key: _K, make: Callable[[], _V]) -> _V:
         found = self.get(key)
-        if found is None:
-            if len(self) >= _MAX_CACHED:
-                self.clear()
-            found = self[key] = make()
-        return found
+        return self.put(key, make()) if found is None else found
 
 
 @dataclass(slots=True)
@@ -220,6 +227,18 @@ _PROMISE_ACTIONS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What the spans of every invocation of one target share, encoded once: span names
+    and the ``rpc.*`` attributes."""
+
+    ingress: bytes
+    start: bytes
+    attempt: bytes
+    end: bytes
+    rpc: bytes
+
+
 class Tracer:
     """Builds the spans and hands each, once ended, to the exporter."""
 
@@ -227,10 +246,15 @@ class Tracer:
         self._exporter = exporter
         self.add = exporter.add
         self.journal_spans = journal_spans
-        self._names = _Cache()
-        self._attrs = _Cache()
-        # An invocation's id and target, encoded once for its few spans.
-        self._invocations = _Cache()
+        self._names: _Cache[str, bytes] = _Cache()
+        self._commands: _Cache[tuple[int, str], bytes] = _Cache()  # new_command attributes
+        self._clients: _Cache[tuple[str, int], bytes] = _Cache()
+        self._deployments: _Cache[tuple[str, str, int], bytes] = _Cache()
+        self._shapes: _Cache[tuple[str, str, bool], _Shape] = _Cache()
+        # Per live invocation (by id text), what its spans share; dropped at its end.
+        self._invocations: _Cache[str, bytes] = _Cache()
+        # Trace texts read back (an invocation's is read at each attempt and at its end).
+        self._refs: _Cache[str, TraceRef] = _Cache()
 
     def shutdown(self) -> None:
         """Send what is queued (blocking: call off the event loop)."""
@@ -241,40 +265,57 @@ class Tracer:
     def name(self, text: str) -> bytes:
         return self._names.get_or(text, lambda: otlp.name_field(text))
 
-    def _kind_name(self, kind: str, target: Target) -> bytes:
-        return self._names.get_or(
-            (kind, target.service, target.handler, target.key is None),
-            lambda: otlp.name_field(f"{kind} {_short(target)}"),
-        )
+    def _shape(self, target: Target) -> _Shape:
+        key = (target.service, target.handler, target.key is None)
+        shape = self._shapes.get(key)
+        if shape is None:
+            short = _short(target)
+            rpc = [("rpc.service", target.service), ("rpc.method", target.handler)]
+            shape = self._shapes.put(
+                key,
+                _Shape(
+                    otlp.name_field(f"ingress {short}"),
+                    otlp.name_field(f"invocation-start {short}"),
+                    otlp.name_field(f"invocation-attempt {short}"),
+                    otlp.name_field(f"invocation-end {short}"),
+                    otlp.attributes(otlp.SPAN_ATTRIBUTE, rpc),
+                ),
+            )
+        return shape
 
-    def _common(self, inv: InvocationId, target: Target, *more: tuple[str, Any]) -> bytes:
-        rpc = self._attrs.get_or(
-            ("rpc", target.service, target.handler),
-            lambda: otlp.attributes(
-                otlp.SPAN_ATTRIBUTE,
-                [("rpc.service", target.service), ("rpc.method", target.handler)],
-            ),
-        )
-        own = self._invocations.get_or(
-            inv,
-            lambda: otlp.attributes(
-                otlp.SPAN_ATTRIBUTE,
-                [("restate.invocation.id", str(inv)), ("restate.invocation.target", str(target))],
-            ),
-        )
-        return rpc + own + (otlp.attributes(otlp.SPAN_ATTRIBUTE, more) if more else b"")
+    def _common(self, inv: InvocationId, target: Target, shape: _Shape) -> bytes:
+        """The attributes an invocation's spans share: target, invocation id."""
+        text = str(inv)
+        common = self._invocations.get(text)
+        if common is None:
+            own = [("restate.invocation.id", text), ("restate.invocation.target", str(target))]
+            common = self._invocations.put(
+                text, shape.rpc + otlp.attributes(otlp.SPAN_ATTRIBUTE, own)
+            )
+        return common
+
+    def _ref(self, text: str | None) -> TraceRef | None:
+        if text is None:
+            return None
+        ref = self._refs.get(text)
+        if ref is None:
+            ref = TraceRef.parse(text)
+            if ref is not None:
+                self._refs.put(text, ref)
+        return ref
 
     def command_attrs(self, entry_type: int, label: str) -> bytes:
-        def make() -> bytes:
-            kind = entry_kind(entry_type)
-            values: list[tuple[str, otlp.AttributeValue]] = [
-                ("restate.journal.command.type", f"Command/{kind[1] if kind else entry_type}")
-            ]
-            if label:
-                values.append(("restate.journal.command.name", label))
-            return otlp.attributes(otlp.EVENT_ATTRIBUTE, values)
-
-        return self._attrs.get_or(("cmd", entry_type, label), make)
+        key = (entry_type, label)
+        found = self._commands.get(key)
+        if found is not None:
+            return found
+        kind = entry_kind(entry_type)
+        values: list[tuple[str, otlp.AttributeValue]] = [
+            ("restate.journal.command.type", f"Command/{kind[1] if kind else entry_type}")
+        ]
+        if label:
+            values.append(("restate.journal.command.name", label))
+        return self._commands.put(key, otlp.attributes(otlp.EVENT_ATTRIBUTE, values))
 
     # --- the ingress
 
@@ -295,45 +336,39 @@ class Tracer:
         else:
             trace_id, parent, state = random.getrandbits(128) or 1, 0, ""
         span_id = _span_id()
-        peer = b""
+        attrs = self._common(inv, target, shape := self._shape(target))
         if client is not None:  # the same for every request of a connection
-            peer = self._attrs.get_or(
-                ("client", *client),
+            attrs += self._clients.get_or(
+                client,
                 lambda: otlp.attributes(
                     otlp.SPAN_ATTRIBUTE,
                     [("client.socket.address", client[0]), ("client.socket.port", client[1])],
                 ),
             )
         now = time.time_ns()
-        self.add(
-            otlp.span(
-                trace_id,
-                span_id,
-                parent,
-                state,
-                self._kind_name("ingress", target),
-                now,
-                now,
-                self._common(inv, target) + peer,
-            )
-        )
-        return TraceRef(trace_id, span_id, True, state).text()
+        self.add(otlp.span(trace_id, span_id, parent, state, shape.ingress, now, now, attrs))
+        ref = TraceRef(trace_id, span_id, True, state)
+        text = ref.text()
+        self._refs.put(text, ref)
+        return text
 
     # --- the invoker
 
     def attempt(self, start: StartAttempt, deployment: tuple[str, str, int]) -> AttemptSpan | None:
         """The span of an attempt beginning now (and, for the first one, the invocation's
         start span). ``deployment``: (id, address, protocol version)."""
-        ref = TraceRef.parse(start.trace)
+        ref = self._ref(start.trace)
         if ref is None or not ref.sampled:
             return None
         inv, target = start.invocation_id, start.target
+        shape = self._shape(target)
+        common = self._common(inv, target, shape)
         trace_id = ref.own_trace(inv)
         start_id = start_span_id(inv)
         if start.attempt == 1:
-            self._start_span(start, ref, trace_id, start_id)
-        dep = self._attrs.get_or(
-            ("dep", deployment),
+            self._start_span(start, ref, trace_id, start_id, shape.start, common)
+        dep = self._deployments.get_or(
+            deployment,
             lambda: otlp.attributes(
                 otlp.SPAN_ATTRIBUTE,
                 [
@@ -345,35 +380,27 @@ class Tracer:
             ),
         )
         return AttemptSpan(
-            self,
-            trace_id,
-            _span_id(),
-            start_id,
-            ref.state,
-            self._kind_name("invocation-attempt", target),
-            dep + self._common(inv, target),
-            str(inv),
+            self, trace_id, _span_id(), start_id, ref.state, shape.attempt, dep + common, str(inv)
         )
 
-    def _start_span(self, start: StartAttempt, ref: TraceRef, trace_id: int, span_id: int) -> None:
+    def _start_span(
+        self,
+        start: StartAttempt,
+        ref: TraceRef,
+        trace_id: int,
+        span_id: int,
+        name: bytes,
+        attrs: bytes,
+    ) -> None:
         now = time.time_ns()
         links = b""
         parent = ref.parent
         if ref.linked:
             links = otlp.link(ref.trace_id, ref.parent, ref.state, _RUNTIME_LINK)
             parent = 0
+        began = min(start.created_at * 1_000_000, now)
         self.add(
-            otlp.span(
-                trace_id,
-                span_id,
-                parent,
-                ref.state,
-                self._kind_name("invocation-start", start.target),
-                min(start.created_at * 1_000_000, now),
-                now,
-                self._common(start.invocation_id, start.target),
-                links=links,
-            )
+            otlp.span(trace_id, span_id, parent, ref.state, name, began, now, attrs, b"", links)
         )
 
     # --- the partition
@@ -386,32 +413,40 @@ class Tracer:
 
     def completed(self, done: Completed) -> None:
         """The invocation-end span of a completed invocation."""
-        ref = TraceRef.parse(done.trace)
+        ref = self._ref(done.trace)
         if ref is None or not ref.sampled or done.target is None:
             return
         inv, target = done.invocation_id, done.target
+        shape = self._shape(target)
+        attrs = self._common(inv, target, shape)
+        del self._invocations[str(inv)]  # its last span
         failure = done.output.failure
         if failure is None:
-            more: list[tuple[str, Any]] = [("restate.invocation.result", "success")]
+            attrs += _SUCCESS
             status, message = otlp.STATUS_OK, ""
         else:
-            more = [
-                ("restate.invocation.result", "failure"),
-                ("error.message", failure.message),
-                ("restate.invocation.error.code", error_code_label(failure.code)),
-            ]
+            attrs += otlp.attributes(
+                otlp.SPAN_ATTRIBUTE,
+                [
+                    ("restate.invocation.result", "failure"),
+                    ("error.message", failure.message),
+                    ("restate.invocation.error.code", error_code_label(failure.code)),
+                ],
+            )
             status, message = otlp.STATUS_ERROR, failure.message
         now = time.time_ns()
+        trace_id = ref.own_trace(inv)
+        parent = start_span_id(inv)
         self.add(
             otlp.span(
-                ref.own_trace(inv),
+                trace_id,
                 _span_id(),
-                start_span_id(inv),
+                parent,
                 ref.state,
-                self._kind_name("invocation-end", target),
+                shape.end,
                 now,
                 now,
-                self._common(inv, target, *more),
+                attrs,
                 status=status,
                 message=message,
             )
