@@ -167,8 +167,19 @@ def export_request(
     """An ExportTraceServiceRequest with one resource and one scope."""
     resource_msg = _delimited(0x0A, attributes(RESOURCE_ATTRIBUTE, resource.items()))
     scope_msg = _delimited(0x0A, _string(0x0A, scope))
-    scope_spans = _delimited(0x12, scope_msg + b"".join(_delimited(0x12, s) for s in spans))
-    return _delimited(0x0A, resource_msg + scope_spans)
+    parts = [scope_msg]
+    for s in spans:  # ScopeSpans.spans (2): one head per length, not a copy per span
+        n = len(s)
+        head = _SPAN_HEADS.get(n)
+        if head is None:
+            head = b"\x12" + _varint(n)
+            if n < 4096:  # most spans: a bounded table
+                _SPAN_HEADS[n] = head
+        parts += (head, s)
+    return _delimited(0x0A, resource_msg + _delimited(0x12, b"".join(parts)))
+
+
+_SPAN_HEADS: dict[int, bytes] = {}
 
 
 def resource_from_env(
