@@ -109,7 +109,9 @@ class Server:
         add_state_routes(self.admin, self.partition, self.registry)
         self.catalog = Catalog(SubscriptionStore(data / "metadata.db"), settings.kafka_clusters)
         add_subscription_routes(self.admin, self.catalog, self.registry)
-        self.subscriptions = SubscriptionManager(self.catalog, self.partition, self.schemas)
+        self.subscriptions = SubscriptionManager(
+            self.catalog, self.partition, self.schemas, self.tracer
+        )
         self.catalog.on_change(self.subscriptions.reconcile)
         add_ui_routes(self.admin, ingress_url=self._ingress_url())
         add_metrics_route(self.admin, self.metrics)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from harness import Deployment, Server, sql_rows
 from otlp_receiver import Receiver, Span, grpc_receiver, http_receiver
+from tansu import Tansu, tansu_broker  # noqa: F401  (the fixture "tansu")
 
 # The server's own surface: the same with any SDK version or transport (run once).
 pytestmark = pytest.mark.server_only
@@ -29,9 +30,11 @@ def otlp(request: pytest.FixtureRequest) -> Iterator[tuple[Receiver, str]]:
 
 
 @pytest.fixture
-def server_options(otlp: tuple[Receiver, str]) -> dict[str, Any]:
+def server_options(otlp: tuple[Receiver, str], request: pytest.FixtureRequest) -> dict[str, Any]:
     # The official names; batches leave every 100 ms instead of every 5 s.
     env = {"RESTATE_TRACING_ENDPOINT": otlp[1], "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    if "tansu" in request.fixturenames:
+        env |= request.getfixturevalue("tansu").cluster_env()
     return {"extra_env": env}
 
 
@@ -155,3 +158,46 @@ def test_spans_the_service_creates_join_the_attempt_that_made_them(
     assert lookup.trace_id == PARENT_TRACE == attempt.trace_id
     assert lookup.parent == attempt.span_id, "the service's span hangs under its attempt"
     assert lookup.resource["service.name"] == "quotes"
+
+
+@pytest.mark.parametrize("otlp", ["grpc"], indirect=True)
+async def test_an_invocation_from_a_kafka_record_starts_its_trace_at_the_record(
+    server: Server,
+    deployment: Callable[..., Deployment],
+    http: httpx.Client,
+    otlp: tuple[Receiver, str],
+    tansu: Tansu,
+) -> None:
+    receiver = otlp[0]
+    deployment("user_feed")
+    await tansu.create_topic("social-media-posts", 1)
+    resp = http.post(
+        f"{server.admin_url}/subscriptions",
+        json={
+            "source": "kafka://tansu/social-media-posts",
+            "sink": "service://UserFeed/processPost",
+            "options": {"auto.offset.reset": "earliest"},
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    group = resp.json()["options"]["group.id"]
+    posts = [b'{"seq": %d, "content": "hello"}' % seq for seq in (0, 1)]
+    await tansu.produce("social-media-posts", [(b"user-01", p) for p in posts])
+
+    def ended(spans: list[Span]) -> bool:
+        return sum(s.name == "invocation-end UserFeed/{key}/processPost" for s in spans) == 2
+
+    spans = receiver.wait_for(ended)
+    ingress = [s for s in spans if s.name == "ingress_kafka UserFeed/{key}/processPost"]
+    assert len(ingress) == 2, [s.name for s in spans]
+    second = next(s for s in ingress if s.attributes["messaging.kafka.offset"] == 1)
+    assert second.parent == "", "a trace of its own"
+    assert second.attributes["messaging.system"] == "kafka"
+    assert second.attributes["messaging.source.name"] == "social-media-posts"
+    assert second.attributes["messaging.source.partition.id"] == 0
+    assert second.attributes["messaging.consumer.group.name"] == group
+    assert second.attributes["restate.invocation.target"] == "UserFeed/user-01/processPost"
+    trace = [s for s in spans if s.trace_id == second.trace_id]
+    start = _one(trace, "invocation-start UserFeed/{key}/processPost")
+    assert start.parent == second.span_id
+    assert _one(trace, "invocation-end UserFeed/{key}/processPost").parent == start.span_id

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -32,6 +32,9 @@ from pyrestate.ingress.app import Route
 from pyrestate.partition.processor import Answer, PartitionUnavailable
 from pyrestate.subscriptions.kafka_options import consumer_arguments
 from pyrestate.subscriptions.model import KafkaCluster, Subscription
+
+if TYPE_CHECKING:
+    from pyrestate.telemetry.tracing import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +98,18 @@ def record_headers(
 
 class SubscriptionConsumer:
     def __init__(
-        self, sub: Subscription, cluster: KafkaCluster, partition: Partition, sinks: Sinks
+        self,
+        sub: Subscription,
+        cluster: KafkaCluster,
+        partition: Partition,
+        sinks: Sinks,
+        tracer: Tracer | None = None,
     ) -> None:
         self.sub = sub
         self.cluster = cluster
         self._partition = partition
         self._sinks = sinks
+        self._tracer = tracer
         # Next offset to read per topic partition, kept across consumer restarts: what was
         # fetched but never accepted is read again.
         self._positions: dict[TopicPartition, int] = {}
@@ -244,6 +253,11 @@ class SubscriptionConsumer:
         headers = tuple(record_headers(sub, record))
         value = record.value or b""
         dedup = (producer_id(sub, tp), record.offset)
+        trace = None
+        if self._tracer is not None:
+            trace = self._tracer.kafka_ingress(
+                inv_id, target, sub.group_id, tp.topic, tp.partition, record.offset
+            )
 
         def make(token: int) -> Invoke:
             return Invoke(
@@ -255,6 +269,7 @@ class SubscriptionConsumer:
                 retention=route.retention,
                 subscription_id=sub.id,
                 dedup=dedup,
+                trace=trace,
             )
 
         return make

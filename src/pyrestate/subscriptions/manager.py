@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pyrestate.subscriptions.consumer import Partition, Sinks, SubscriptionConsumer
 from pyrestate.subscriptions.model import KafkaCluster, Subscription
+
+if TYPE_CHECKING:
+    from pyrestate.telemetry.tracing import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +24,13 @@ class Catalog(Protocol):
 
 
 class SubscriptionManager:
-    def __init__(self, catalog: Catalog, partition: Partition, sinks: Sinks) -> None:
+    def __init__(
+        self, catalog: Catalog, partition: Partition, sinks: Sinks, tracer: Tracer | None = None
+    ) -> None:
         self._catalog = catalog
         self._partition = partition
         self._sinks = sinks
+        self._tracer = tracer
         self._running: dict[str, tuple[SubscriptionConsumer, asyncio.Task[None]]] = {}
         self._stopping: set[asyncio.Task[None]] = set()  # cancelled, still winding down
         self._orphans: set[str] = set()  # subscriptions already reported without a cluster
@@ -60,7 +66,9 @@ class SubscriptionManager:
                 del self._running[sub_id]
         for sub_id, (sub, cluster) in wanted.items():
             if sub_id not in self._running:
-                consumer = SubscriptionConsumer(sub, cluster, self._partition, self._sinks)
+                consumer = SubscriptionConsumer(
+                    sub, cluster, self._partition, self._sinks, self._tracer
+                )
                 task = asyncio.create_task(consumer.run(), name=f"subscription-{sub_id}")
                 self._running[sub_id] = (consumer, task)
                 log.info("subscription %s: consuming %s into %s", sub_id, sub.source, sub.sink)

@@ -9,6 +9,7 @@ as their parent at any time, also after a restart.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from pyrestate.core.ids import InvocationId
@@ -83,6 +84,60 @@ def clean_tracestate(value: str | None) -> str:
     if not value or len(value) > MAX_TRACESTATE or not value.isprintable():
         return ""
     return value.strip()
+
+
+class Sampler(NamedTuple):
+    """Which new traces are recorded: OpenTelemetry's standard samplers, chosen the way
+    the official server's OpenTelemetry SDK reads them (``OTEL_TRACES_SAMPLER`` and
+    ``OTEL_TRACES_SAMPLER_ARG``; default ``parentbased_always_on``)."""
+
+    ratio: float = 1.0  # always_on 1, always_off 0, traceidratio its argument
+    parent_based: bool = True  # a sampled or unsampled parent decides, if there is one
+
+    def sampled(self, trace_id: int, parent_sampled: bool | None) -> bool:
+        """``parent_sampled``: the incoming context's flag, None without one."""
+        if parent_sampled is not None and self.parent_based:
+            return parent_sampled
+        if self.ratio >= 1.0:
+            return True
+        # As the standard ratio sampler: the trace id's last 8 bytes, less their lowest
+        # bit, below the ratio of 2^63.
+        return (trace_id & _LOW64) >> 1 < int(max(self.ratio, 0.0) * _TWO_63)
+
+
+_LOW64 = (1 << 64) - 1
+_TWO_63 = float(1 << 63)
+_SAMPLERS = {
+    "always_on": (1.0, False),
+    "always_off": (0.0, False),
+    "traceidratio": (None, False),
+    "parentbased_always_on": (1.0, True),
+    "parentbased_always_off": (0.0, True),
+    "parentbased_traceidratio": (None, True),
+}
+
+
+def sampler_from_env(env: Mapping[str, str]) -> tuple[Sampler, str | None]:
+    """The sampler ``env`` names, and a warning if it names none known (the default is
+    used then, as OpenTelemetry does)."""
+    name = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if not name:
+        return Sampler(), None
+    if name not in _SAMPLERS:
+        known = ", ".join(_SAMPLERS)
+        return Sampler(), f"OTEL_TRACES_SAMPLER={name!r} is not one of {known}: sampling all"
+    ratio, parent_based = _SAMPLERS[name]
+    warning = None
+    if ratio is None:
+        arg = env.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+        try:
+            ratio = float(arg)
+        except ValueError:
+            ratio = None
+        if ratio is None or not 0.0 <= ratio <= 1.0:
+            warning = f"OTEL_TRACES_SAMPLER_ARG={arg!r} is not a ratio from 0 to 1: using 1"
+            ratio = 1.0
+    return Sampler(ratio, parent_based), warning
 
 
 class EndpointError(ValueError):

@@ -16,6 +16,7 @@ there while it sleeps). Nothing here is durable: a span open across a crash is l
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -32,13 +33,17 @@ from pyrestate.protocol.frames import MessageType
 from pyrestate.query.journal import entry_kind
 from pyrestate.telemetry import otlp
 from pyrestate.telemetry.trace_context import (
+    Sampler,
     TraceRef,
     clean_tracestate,
     otlp_transport,
     parse_traceparent,
+    sampler_from_env,
     start_span_id,
     traceparent,
 )
+
+log = logging.getLogger(__name__)
 
 _SCOPE = "services"
 _NEW_COMMAND = otlp.event_name("restate.invocation.lifecycle.new_command")
@@ -233,6 +238,7 @@ class _Shape:
     and the ``rpc.*`` attributes."""
 
     ingress: bytes
+    kafka: bytes  # ingress_kafka: made from a Kafka record
     start: bytes
     attempt: bytes
     end: bytes
@@ -242,13 +248,20 @@ class _Shape:
 class Tracer:
     """Builds the spans and hands each, once ended, to the exporter."""
 
-    def __init__(self, exporter: otlp.Exporter, journal_spans: bool = True) -> None:
+    def __init__(
+        self,
+        exporter: otlp.Exporter,
+        journal_spans: bool = True,
+        sampler: Sampler | None = None,
+    ) -> None:
         self._exporter = exporter
         self.add = exporter.add
         self.journal_spans = journal_spans
+        self._sampler = sampler or Sampler()
         self._names: _Cache[str, bytes] = _Cache()
         self._commands: _Cache[tuple[int, str], bytes] = _Cache()  # new_command attributes
         self._clients: _Cache[tuple[str, int], bytes] = _Cache()
+        self._kafka: _Cache[tuple[str, str, int], bytes] = _Cache()  # group, topic, partition
         self._deployments: _Cache[tuple[str, str, int], bytes] = _Cache()
         self._shapes: _Cache[tuple[str, str, bool], _Shape] = _Cache()
         # Per live invocation (by id text), what its spans share; dropped at its end.
@@ -275,6 +288,7 @@ class Tracer:
                 key,
                 _Shape(
                     otlp.name_field(f"ingress {short}"),
+                    otlp.name_field(f"ingress_kafka {short}"),
                     otlp.name_field(f"invocation-start {short}"),
                     otlp.name_field(f"invocation-attempt {short}"),
                     otlp.name_field(f"invocation-end {short}"),
@@ -328,25 +342,65 @@ class Tracer:
     ) -> str | None:
         """Emit the ingress span; the trace the invocation keeps (None: not sampled)."""
         incoming = parse_traceparent(headers.get("traceparent"))
-        if incoming is not None and not incoming[2]:
-            return None  # the caller chose not to sample this trace
-        if incoming is not None:
-            trace_id, parent = incoming[0], incoming[1]
-            state = clean_tracestate(headers.get("tracestate"))
-        else:
-            trace_id, parent, state = random.getrandbits(128) or 1, 0, ""
-        span_id = _span_id()
-        attrs = self._common(inv, target, shape := self._shape(target))
+        trace_id, parent, parent_sampled = incoming or (random.getrandbits(128) or 1, 0, None)
+        if not self._sampler.sampled(trace_id, parent_sampled):
+            return None
+        state = clean_tracestate(headers.get("tracestate")) if incoming else ""
+        shape = self._shape(target)
+        peer = b""
         if client is not None:  # the same for every request of a connection
-            attrs += self._clients.get_or(
+            peer = self._clients.get_or(
                 client,
                 lambda: otlp.attributes(
                     otlp.SPAN_ATTRIBUTE,
                     [("client.socket.address", client[0]), ("client.socket.port", client[1])],
                 ),
             )
+        return self._ingress_span(inv, target, shape, shape.ingress, peer, trace_id, parent, state)
+
+    def kafka_ingress(
+        self, inv: InvocationId, target: Target, group: str, topic: str, partition: int, offset: int
+    ) -> str | None:
+        """Emit the ``ingress_kafka`` span of an invocation made from a Kafka record: the
+        root of a trace of its own (the record's headers are not read for a context, as
+        officially); the trace the invocation keeps (None: not sampled)."""
+        trace_id = random.getrandbits(128) or 1
+        if not self._sampler.sampled(trace_id, None):
+            return None
+        source = self._kafka.get_or(
+            (group, topic, partition),
+            lambda: otlp.attributes(
+                otlp.SPAN_ATTRIBUTE,
+                [
+                    ("messaging.system", "kafka"),
+                    ("messaging.consumer.group.name", group),
+                    ("messaging.operation.type", "process"),
+                    ("messaging.source.partition.id", partition),
+                    ("messaging.source.name", topic),
+                ],
+            ),
+        )
+        record = otlp.attributes(otlp.SPAN_ATTRIBUTE, [("messaging.kafka.offset", offset)])
+        shape = self._shape(target)
+        return self._ingress_span(inv, target, shape, shape.kafka, source + record, trace_id)
+
+    def _ingress_span(
+        self,
+        inv: InvocationId,
+        target: Target,
+        shape: _Shape,
+        name: bytes,
+        extra: bytes,
+        trace_id: int,
+        parent: int = 0,
+        state: str = "",
+    ) -> str:
+        """A zero-length span where an invocation enters (under ``parent``, if not 0); the
+        invocation's trace text."""
+        span_id = _span_id()
+        attrs = self._common(inv, target, shape) + extra
         now = time.time_ns()
-        self.add(otlp.span(trace_id, span_id, parent, state, shape.ingress, now, now, attrs))
+        self.add(otlp.span(trace_id, span_id, parent, state, name, now, now, attrs))
         ref = TraceRef(trace_id, span_id, True, state)
         text = ref.text()
         self._refs.put(text, ref)
@@ -471,5 +525,8 @@ def tracer_for(
         },
         env,
     )
+    sampler, warning = sampler_from_env(env)
+    if warning is not None:
+        log.warning("%s", warning)
     exporter = otlp.Exporter(kind, where, secure, headers, resource, _SCOPE, env)
-    return Tracer(exporter, journal_spans)
+    return Tracer(exporter, journal_spans, sampler)
