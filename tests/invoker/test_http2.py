@@ -503,3 +503,44 @@ async def test_https_with_alpn(tmp_path: Path) -> None:
         with pytest.raises(TransportError, match=r"TLS error: CERTIFICATE_VERIFY_FAILED"):
             await transport.request("GET", "/hello", [])
         await transport.aclose()
+
+
+async def test_per_request_header_values_are_sent_plainly_and_never_indexed() -> None:
+    """Values new on every stream go without Huffman coding (cheaper for both sides) and
+    as never-indexed literals (they would only evict the repeated headers from the
+    peer's table); the repeated headers are still indexed."""
+    received = bytearray()
+    headers: list[list[tuple[bytes, bytes]]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        while data := await reader.read(65536):
+            received.extend(data)
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    headers.append(event.headers)
+                    conn.send_headers(event.stream_id, [(":status", "200")], end_stream=True)
+            writer.write(conn.data_to_send())
+
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with raw_server(handle) as uri, aclosing(h2_transport(uri)) as transport:
+        for n in range(2):
+            sent = [
+                ("content-type", "application/vnd.restate.invocation.v5"),
+                ("x-restate-invocation-id", f"inv_1fJ5RqZd1JxB3wCmYa3MqN4h0lV5XY0Z{n:02d}"),
+                ("traceparent", parent),
+            ]
+            stream = await transport.open_stream("/invoke/Greeter/greet", sent)
+            await stream.end_request()
+            assert await read_body(stream) == b""
+    assert len(headers) == 2
+    for block in headers:
+        kinds = {bytes(name): type(pair).__name__ for pair in block for name in pair[:1]}
+        assert kinds[b"x-restate-invocation-id"] == "NeverIndexedHeaderTuple"
+        assert kinds[b"traceparent"] == "NeverIndexedHeaderTuple"
+        assert kinds[b"content-type"] == "HeaderTuple"
+    assert received.count(parent.encode()) == 2, "the value as it is, not Huffman-coded"
+    # The second request's content-type came from the table: one copy of it on the wire.
+    assert received.count(b"application/vnd.restate.invocation.v5") == 1
