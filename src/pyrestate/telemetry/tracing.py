@@ -93,7 +93,7 @@ class AttemptSpan:
     state: str  # tracestate
     name: bytes
     attrs: bytes
-    inv: str  # the invocation id, for child spans
+    inv_attr: bytes  # the invocation id attribute, which its child spans carry
     start: int = field(default_factory=time.time_ns)
     events: list[bytes] = field(default_factory=list)
     runs: dict[int, tuple[bytes, int, int, bytes]] = field(default_factory=dict)
@@ -133,7 +133,7 @@ class AttemptSpan:
         self._child(child, end)
 
     def _child_attrs(self, extra: list[tuple[str, otlp.AttributeValue]]) -> bytes:
-        return otlp.attributes(otlp.SPAN_ATTRIBUTE, [("restate.invocation.id", self.inv), *extra])
+        return self.inv_attr + otlp.attributes(otlp.SPAN_ATTRIBUTE, extra)
 
     def _child(self, child: tuple[bytes, int, int, bytes], end: int) -> None:
         name, span_id, start, attrs = child
@@ -264,8 +264,9 @@ class Tracer:
         self._kafka: _Cache[tuple[str, str, int], bytes] = _Cache()  # group, topic, partition
         self._deployments: _Cache[tuple[str, str, int], bytes] = _Cache()
         self._shapes: _Cache[tuple[str, str, bool], _Shape] = _Cache()
-        # Per live invocation (by id text), what its spans share; dropped at its end.
-        self._invocations: _Cache[str, bytes] = _Cache()
+        # Per live invocation (by id text), what its spans share and its id attribute;
+        # dropped at its end.
+        self._invocations: _Cache[str, tuple[bytes, bytes]] = _Cache()
         # Trace texts read back (an invocation's is read at each attempt and at its end).
         self._refs: _Cache[str, TraceRef] = _Cache()
 
@@ -297,16 +298,17 @@ class Tracer:
             )
         return shape
 
-    def _common(self, inv: InvocationId, target: Target, shape: _Shape) -> bytes:
-        """The attributes an invocation's spans share: target, invocation id."""
+    def _common(self, inv: InvocationId, target: Target, shape: _Shape) -> tuple[bytes, bytes]:
+        """The attributes an invocation's spans share (target, invocation id), and the id
+        attribute alone (for child spans)."""
         text = str(inv)
-        common = self._invocations.get(text)
-        if common is None:
-            own = [("restate.invocation.id", text), ("restate.invocation.target", str(target))]
-            common = self._invocations.put(
-                text, shape.rpc + otlp.attributes(otlp.SPAN_ATTRIBUTE, own)
-            )
-        return common
+        found = self._invocations.get(text)
+        if found is None:
+            own = otlp.attributes(otlp.SPAN_ATTRIBUTE, [("restate.invocation.id", text)])
+            named = [("restate.invocation.target", str(target))]
+            common = shape.rpc + own + otlp.attributes(otlp.SPAN_ATTRIBUTE, named)
+            found = self._invocations.put(text, (common, own))
+        return found
 
     def _ref(self, text: str | None) -> TraceRef | None:
         if text is None:
@@ -398,7 +400,7 @@ class Tracer:
         """A zero-length span where an invocation enters (under ``parent``, if not 0); the
         invocation's trace text."""
         span_id = _span_id()
-        attrs = self._common(inv, target, shape) + extra
+        attrs = self._common(inv, target, shape)[0] + extra
         now = time.time_ns()
         self.add(otlp.span(trace_id, span_id, parent, state, name, now, now, attrs))
         ref = TraceRef(trace_id, span_id, True, state)
@@ -416,7 +418,7 @@ class Tracer:
             return None
         inv, target = start.invocation_id, start.target
         shape = self._shape(target)
-        common = self._common(inv, target, shape)
+        common, inv_attr = self._common(inv, target, shape)
         trace_id = ref.own_trace(inv)
         start_id = start_span_id(inv)
         if start.attempt == 1:
@@ -434,7 +436,7 @@ class Tracer:
             ),
         )
         return AttemptSpan(
-            self, trace_id, _span_id(), start_id, ref.state, shape.attempt, dep + common, str(inv)
+            self, trace_id, _span_id(), start_id, ref.state, shape.attempt, dep + common, inv_attr
         )
 
     def _start_span(
@@ -472,7 +474,7 @@ class Tracer:
             return
         inv, target = done.invocation_id, done.target
         shape = self._shape(target)
-        attrs = self._common(inv, target, shape)
+        attrs = self._common(inv, target, shape)[0]
         del self._invocations[str(inv)]  # its last span
         failure = done.output.failure
         if failure is None:
