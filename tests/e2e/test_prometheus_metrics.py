@@ -7,27 +7,22 @@ not expose), so these run against pyrestate only.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 from harness import Deployment, Server
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
+
+TELEMETRY_TESTS = Path(__file__).resolve().parents[1] / "telemetry"
+if str(TELEMETRY_TESTS) not in sys.path:
+    sys.path.insert(0, str(TELEMETRY_TESTS))
+
+from prometheus_text import samples, value  # noqa: E402
 
 # The server's own surface: the same with any SDK version or transport (run once).
 pytestmark = pytest.mark.server_only
-
-
-def _value(samples: list[Sample], name: str, **labels: str) -> float:
-    """The one sample of ``name`` whose labels include ``labels``."""
-    found = [
-        s.value
-        for s in samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    ]
-    assert len(found) == 1, f"{name} {labels}: {len(found)} samples"
-    return found[0]
 
 
 def test_metrics_count_the_invocations_attempts_and_requests_that_ran(
@@ -52,48 +47,48 @@ def test_metrics_count_the_invocations_attempts_and_requests_that_ran(
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"].startswith("text/plain")
     assert "# TYPE restate_ingress_request_duration_seconds histogram" in resp.text
-    s = [x for f in text_string_to_metric_families(resp.text) for x in f.samples]
+    s = samples(resp.text)
 
     done = "restate_invocations_completed_total"
-    assert _value(s, done, service="Counter", result="success") == 3
-    assert _value(s, done, service="Flaky", result="success") == 1
-    assert _value(s, done, service="Faulty", result="failure") == 1
-    assert _value(s, "restate_invocation_duration_seconds_count", service="Counter") == 3
-    assert _value(s, "restate_invocation_duration_seconds_sum", service="Counter") > 0
+    assert value(s, done, service="Counter", result="success") == 3
+    assert value(s, done, service="Flaky", result="success") == 1
+    assert value(s, done, service="Faulty", result="failure") == 1
+    assert value(s, "restate_invocation_duration_seconds_count", service="Counter") == 3
+    assert value(s, "restate_invocation_duration_seconds_sum", service="Counter") > 0
     # Two failed attempts, each retried; a third that succeeded.
-    assert _value(s, "restate_invocation_retries_total", service="Flaky") == 2
-    assert _value(s, "restate_invocation_attempts_total", service="Flaky") >= 3
-    assert _value(s, "restate_invocation_attempts_total", service="Counter") >= 3
+    assert value(s, "restate_invocation_retries_total", service="Flaky") == 2
+    assert value(s, "restate_invocation_attempts_total", service="Flaky") >= 3
+    assert value(s, "restate_invocation_attempts_total", service="Counter") >= 3
     tasks = "restate_invoker_invocation_tasks_total"
-    assert _value(s, tasks, status="failed", transient="true") == 2
-    started = _value(s, tasks, status="started")
+    assert value(s, tasks, status="failed", transient="true") == 2
+    started = value(s, tasks, status="started")
     assert started >= 3 + 3 + 1
     # Reported by the invoker as each attempt ends: the three adds, Flaky's last attempt
     # and Faulty's (a terminal error is an output) ended; every attempt started has ended.
-    assert _value(s, tasks, status="completed") == 5
-    assert _value(s, "restate_invoker_task_duration_seconds_count") == started
+    assert value(s, tasks, status="completed") == 5
+    assert value(s, "restate_invoker_task_duration_seconds_count") == started
     # The delayed send waits in storage; nothing else is left unfinished.
     live = "restate_invocations"
-    assert _value(s, live, service="Counter", status="scheduled") == 1
+    assert value(s, live, service="Counter", status="scheduled") == 1
     assert sum(x.value for x in s if x.name == live and x.labels["status"] != "scheduled") == 0
 
     req = "restate_ingress_requests_total"
-    assert _value(s, req, status="completed", rpc_service="Counter", rpc_type="call") == 3
-    assert _value(s, req, status="completed", rpc_service="Counter", rpc_type="send") == 1
-    assert _value(s, req, status="completed", rpc_service="Flaky", rpc_type="call") == 1
-    assert _value(s, req, status="invocation_error", rpc_service="Faulty", rpc_type="call") == 1
-    assert _value(s, req, status="admitted") == 6
+    assert value(s, req, status="completed", rpc_service="Counter", rpc_type="call") == 3
+    assert value(s, req, status="completed", rpc_service="Counter", rpc_type="send") == 1
+    assert value(s, req, status="completed", rpc_service="Flaky", rpc_type="call") == 1
+    assert value(s, req, status="invocation_error", rpc_service="Faulty", rpc_type="call") == 1
+    assert value(s, req, status="admitted") == 6
     latency = "restate_ingress_request_duration_seconds_count"
-    assert _value(s, latency, rpc_service="Counter", rpc_type="call") == 3
+    assert value(s, latency, rpc_service="Counter", rpc_type="call") == 3
     codes = "restate_ingress_http_requests_total"
-    assert _value(s, codes, code="200") >= 4  # the harness's health checks come on top
-    assert _value(s, codes, code="202") == 1
-    assert _value(s, codes, code="409") == 1
+    assert value(s, codes, code="200") >= 4  # the harness's health checks come on top
+    assert value(s, codes, code="202") == 1
+    assert value(s, codes, code="409") == 1
 
-    commits = _value(s, "restate_partition_commit_duration_seconds_count")
+    commits = value(s, "restate_partition_commit_duration_seconds_count")
     assert commits > 0
-    assert _value(s, "restate_partition_commit_batch_size_sum") >= commits
-    assert _value(s, "restate_partition_queue_depth") == 0
+    assert value(s, "restate_partition_commit_batch_size_sum") >= commits
+    assert value(s, "restate_partition_queue_depth") == 0
     if not counter.in_process:
         # The counter's connection is idle, and open, right after its last call.
         open_to_counter = [

@@ -3,20 +3,12 @@ ingress responses, and from the invoker's connection pools; read back from the t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 
 from pyrestate.core.commands import (
     AppendCommand,
@@ -35,26 +27,14 @@ from pyrestate.protocol.frames import MessageType
 from pyrestate.storage.sqlite import SqlitePartitionStore
 from pyrestate.telemetry.metrics import Metrics, add_metrics_route
 
-PARTITION_TESTS = Path(__file__).resolve().parents[1] / "partition"
-if str(PARTITION_TESTS) not in sys.path:
-    sys.path.insert(0, str(PARTITION_TESTS))
+TESTS = Path(__file__).resolve().parents[1]
+for helpers in (TESTS / "partition", TESTS / "invoker"):
+    if str(helpers) not in sys.path:
+        sys.path.insert(0, str(helpers))
 
 from partition_helpers import GREET, Clock, Effects, settle, store_fixture  # noqa: E402, F401
-
-
-def _samples(text: bytes) -> list[Sample]:
-    return [s for f in text_string_to_metric_families(text.decode()) for s in f.samples]
-
-
-def _value(samples: list[Sample], name: str, **labels: str) -> float:
-    """The one sample of ``name`` whose labels include ``labels``."""
-    found = [
-        s.value
-        for s in samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    ]
-    assert len(found) == 1, f"{name} {labels}: {len(found)} samples"
-    return found[0]
+from prometheus_text import samples, value  # noqa: E402
+from transport_helpers import hypercorn_server  # noqa: E402
 
 
 def _output(inv: InvocationId, attempt: int) -> AppendCommand:
@@ -86,27 +66,27 @@ async def test_attempts_retries_and_completions_come_from_committed_effects(
     p.submit(AttemptEnded(ok, 2, "dp"))
     await settle(p)
 
-    s = _samples(await metrics.scrape())
-    assert _value(s, "restate_invocation_attempts_total", service="Greeter") == 4
-    assert _value(s, "restate_invocation_retries_total", service="Greeter") == 1
+    s = samples(await metrics.scrape())
+    assert value(s, "restate_invocation_attempts_total", service="Greeter") == 4
+    assert value(s, "restate_invocation_retries_total", service="Greeter") == 1
     done = "restate_invocations_completed_total"
-    assert _value(s, done, service="Greeter", result="success") == 1
-    assert _value(s, done, service="Greeter", result="failure") == 1
+    assert value(s, done, service="Greeter", result="success") == 1
+    assert value(s, done, service="Greeter", result="failure") == 1
     tasks = "restate_invoker_invocation_tasks_total"
-    assert _value(s, tasks, status="started", partition_id="0") == 4
-    assert _value(s, tasks, status="failed", transient="true") == 1
-    assert _value(s, tasks, status="failed", transient="false") == 1
+    assert value(s, tasks, status="started", partition_id="0") == 4
+    assert value(s, tasks, status="failed", transient="true") == 1
+    assert value(s, tasks, status="failed", transient="false") == 1
     # Only ``ok`` started here, created 250 ms before it completed (``terminal`` too, but
     # with no time passed).
-    assert _value(s, "restate_invocation_duration_seconds_count", service="Greeter") == 2
-    assert _value(s, "restate_invocation_duration_seconds_sum", service="Greeter") == 0.25
+    assert value(s, "restate_invocation_duration_seconds_count", service="Greeter") == 2
+    assert value(s, "restate_invocation_duration_seconds_sum", service="Greeter") == 0.25
     bucket = "restate_invocation_duration_seconds_bucket"
-    assert _value(s, bucket, service="Greeter", le="0.1") == 1
-    assert _value(s, bucket, service="Greeter", le="0.25") == 2
+    assert value(s, bucket, service="Greeter", le="0.1") == 1
+    assert value(s, bucket, service="Greeter", le="0.25") == 2
     live = "restate_invocations"
-    assert _value(s, live, service="Greeter", status="paused") == 1
-    assert _value(s, live, service="Greeter", status="invoked") == 0
-    assert _value(s, "restate_partition_commit_duration_seconds_count", partition_id="0") >= 4
+    assert value(s, live, service="Greeter", status="paused") == 1
+    assert value(s, live, service="Greeter", status="invoked") == 0
+    assert value(s, "restate_partition_commit_duration_seconds_count", partition_id="0") >= 4
     # Every sample says which node it comes from.
     assert {(x.labels["cluster_name"], x.labels["node_name"]) for x in s} == {
         ("localcluster", "n1")
@@ -127,16 +107,16 @@ async def test_commit_batches_queue_depth_and_live_invocations_by_status(
     # Submitted without yielding: the writer takes all three in one batch.
     for i in range(3):
         p.submit(Invoke(InvocationId(1, bytes(15) + bytes([i])), GREET, b""))
-    s = _samples(generate_latest(metrics.registry))
-    assert _value(s, "restate_partition_queue_depth", partition_id="0") == 3
+    s = samples(generate_latest(metrics.registry))
+    assert value(s, "restate_partition_queue_depth", partition_id="0") == 3
     await settle(p)
-    s = _samples(generate_latest(metrics.registry))
-    assert _value(s, "restate_partition_queue_depth") == 0
-    assert _value(s, "restate_partition_commit_batch_size_count") == 1
-    assert _value(s, "restate_partition_commit_batch_size_sum") == 3
-    assert _value(s, "restate_partition_commit_batch_size_bucket", le="2.0") == 0
-    assert _value(s, "restate_partition_commit_batch_size_bucket", le="4.0") == 1
-    assert _value(s, "restate_partition_commit_duration_seconds_count") == 1
+    s = samples(generate_latest(metrics.registry))
+    assert value(s, "restate_partition_queue_depth") == 0
+    assert value(s, "restate_partition_commit_batch_size_count") == 1
+    assert value(s, "restate_partition_commit_batch_size_sum") == 3
+    assert value(s, "restate_partition_commit_batch_size_bucket", le="2.0") == 0
+    assert value(s, "restate_partition_commit_batch_size_bucket", le="4.0") == 1
+    assert value(s, "restate_partition_commit_duration_seconds_count") == 1
 
     # An exclusive handler's key: one runs, the next waits in the inbox; a delayed one
     # waits in storage only.
@@ -145,13 +125,13 @@ async def test_commit_batches_queue_depth_and_live_invocations_by_status(
     later = clock.now + 3_600_000
     p.submit(Invoke(InvocationId(3, bytes(16)), counter, b"", execution_time=later))
     await settle(p)
-    s = _samples(await metrics.scrape())
+    s = samples(await metrics.scrape())
     live = "restate_invocations"
-    assert _value(s, live, service="Greeter", status="invoked") == 3
-    assert _value(s, live, service="Counter", status="invoked") == 1
-    assert _value(s, live, service="Counter", status="inboxed") == 1
-    assert _value(s, live, service="Counter", status="scheduled") == 1
-    assert _value(s, live, service="Counter", status="suspended") == 0
+    assert value(s, live, service="Greeter", status="invoked") == 3
+    assert value(s, live, service="Counter", status="invoked") == 1
+    assert value(s, live, service="Counter", status="inboxed") == 1
+    assert value(s, live, service="Counter", status="scheduled") == 1
+    assert value(s, live, service="Counter", status="suspended") == 0
     await p.stop()
 
 
@@ -199,23 +179,23 @@ async def test_ingress_responses_are_counted_by_code_and_outcome(
     await _request(app, "/Greeter/call/503")
     await _request(app, "/Nope/call/404")  # no such service: only its status code counts
     await _request(app, "/restate/health")
-    s = _samples(generate_latest(metrics.registry))
+    s = samples(generate_latest(metrics.registry))
     req = "restate_ingress_requests_total"
-    assert _value(s, req, status="admitted", rpc_service="", rpc_type="") == 8
-    assert _value(s, req, status="completed", rpc_service="Counter", rpc_type="call") == 2
-    assert _value(s, req, status="completed", rpc_service="Counter", rpc_type="send") == 1
-    assert _value(s, req, status="completed", rpc_service="Greeter", rpc_type="send") == 1
-    assert _value(s, req, status="completed", rpc_service="Greeter", rpc_type="call") == 1
-    assert _value(s, req, status="invocation_error", rpc_service="Greeter") == 1
-    assert _value(s, req, status="request_error", rpc_service="Greeter") == 1
-    assert _value(s, req, status="ingress_error", rpc_service="Greeter") == 1
+    assert value(s, req, status="admitted", rpc_service="", rpc_type="") == 8
+    assert value(s, req, status="completed", rpc_service="Counter", rpc_type="call") == 2
+    assert value(s, req, status="completed", rpc_service="Counter", rpc_type="send") == 1
+    assert value(s, req, status="completed", rpc_service="Greeter", rpc_type="send") == 1
+    assert value(s, req, status="completed", rpc_service="Greeter", rpc_type="call") == 1
+    assert value(s, req, status="invocation_error", rpc_service="Greeter") == 1
+    assert value(s, req, status="request_error", rpc_service="Greeter") == 1
+    assert value(s, req, status="ingress_error", rpc_service="Greeter") == 1
     assert not [x for x in s if x.labels.get("rpc_service") == "Nope"]
     codes = "restate_ingress_http_requests_total"
-    assert _value(s, codes, code="200") == 6
-    assert [_value(s, codes, code=c) for c in ("400", "404", "500", "503")] == [1, 1, 1, 1]
+    assert value(s, codes, code="200") == 6
+    assert [value(s, codes, code=c) for c in ("400", "404", "500", "503")] == [1, 1, 1, 1]
     latency = "restate_ingress_request_duration_seconds_count"
-    assert _value(s, latency, rpc_service="Counter", rpc_type="call") == 2
-    assert _value(s, latency, rpc_service="Greeter", rpc_type="call") == 4
+    assert value(s, latency, rpc_service="Counter", rpc_type="call") == 2
+    assert value(s, latency, rpc_service="Greeter", rpc_type="call") == 4
 
 
 async def test_a_failing_app_counts_as_a_500(store: SqlitePartitionStore) -> None:
@@ -226,9 +206,9 @@ async def test_a_failing_app_counts_as_a_500(store: SqlitePartitionStore) -> Non
     metrics = Metrics(PartitionProcessor(store))
     with pytest.raises(RuntimeError):
         await _request(metrics.wrap_ingress(broken), "/Greeter/greet")
-    s = _samples(generate_latest(metrics.registry))
-    assert _value(s, "restate_ingress_http_requests_total", code="500") == 1
-    assert _value(s, "restate_ingress_requests_total", status="ingress_error") == 1
+    s = samples(generate_latest(metrics.registry))
+    assert value(s, "restate_ingress_http_requests_total", code="500") == 1
+    assert value(s, "restate_ingress_requests_total", status="ingress_error") == 1
 
 
 async def test_attempts_the_invoker_reports(store: SqlitePartitionStore) -> None:
@@ -236,41 +216,22 @@ async def test_attempts_the_invoker_reports(store: SqlitePartitionStore) -> None
     metrics.attempt_ended("ended", 0.02)
     metrics.attempt_ended("suspended", 3.0)
     metrics.attempt_ended("failed", 0.5)
-    s = _samples(generate_latest(metrics.registry))
+    s = samples(generate_latest(metrics.registry))
     tasks = "restate_invoker_invocation_tasks_total"
-    assert _value(s, tasks, status="completed") == 1
-    assert _value(s, tasks, status="suspended") == 1
-    assert _value(s, "restate_invoker_task_duration_seconds_count") == 3
-    assert _value(s, "restate_invoker_task_duration_seconds_bucket", le="1.0") == 2
+    assert value(s, tasks, status="completed") == 1
+    assert value(s, tasks, status="suspended") == 1
+    assert value(s, "restate_invoker_task_duration_seconds_count") == 3
+    assert value(s, "restate_invoker_task_duration_seconds_bucket", le="1.0") == 2
 
 
-@contextlib.asynccontextmanager
-async def _deployment() -> AsyncIterator[str]:
-    """hypercorn (HTTP/2 with prior knowledge, and HTTP/1.1) on a fresh loopback port."""
-
-    async def hello(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"hi"})
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    port = sock.getsockname()[1]
-    cfg = Config()
-    cfg.bind = [f"fd://{sock.detach()}"]
-    cfg.graceful_timeout = 0.2
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(hello, cfg, shutdown_trigger=stop.wait))
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 5)
+async def _hello(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"hi"})
 
 
 async def test_open_deployment_connections_per_address(store: SqlitePartitionStore) -> None:
-    async with _deployment() as uri:
+    async with hypercorn_server(_hello) as uri:
         transports: dict[tuple[str, str], Transport] = {
             (uri, "HTTP/2.0"): open_transport(uri, "HTTP/2.0"),
             (uri, "HTTP/1.1"): open_transport(uri, "HTTP/1.1"),
@@ -281,7 +242,7 @@ async def test_open_deployment_connections_per_address(store: SqlitePartitionSto
         metrics = Metrics(PartitionProcessor(store), transports=lambda: transports)
 
         def connections() -> dict[str, float]:
-            s = _samples(generate_latest(metrics.registry))
+            s = samples(generate_latest(metrics.registry))
             return {x.labels["address"]: x.value for x in s if x.name.endswith("_connections")}
 
         assert connections() == {uri: 0, "asgi://examples.counter/app": 0}
