@@ -99,13 +99,8 @@ def _cpu(res: dict[str, Any]) -> float:
 
 
 def table(meta: dict[str, Any], runs: list[dict[str, Any]], workloads: str) -> str:
-    lines = [
-        "# In-process services vs HTTP/2 (both pyrestate)",
-        "",
-        f"Commit {meta['git']['commit'][:7]}, {meta['machine']['cpus']} CPUs, "
-        f"{len(runs)} rounds (order alternating), {meta['duration']:g} s per workload, "
-        f"{meta['concurrency']} closed-loop clients. Command: `{meta['command']}`.",
-        "",
+    lines = run.modes_heading("In-process services vs HTTP/2 (both pyrestate)", meta, runs)
+    lines += [
         "HTTP/2: `pyrestate server` + bench/services.py under hypercorn (1 worker); "
         "in-process: `pyrestate run services:app`. CPU is server + service per request "
         "(in-process: the one process). Medians over the rounds; rounds with failures left "
@@ -116,11 +111,8 @@ def table(meta: dict[str, Any], runs: list[dict[str, Any]], workloads: str) -> s
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for w in workloads:
-        t_h, t_i = (run.mode_median(runs, m, w, _throughput) for m in MODES)
-        c_h, c_i = (run.mode_median(runs, m, w, _cpu) for m in MODES)
-
-        cells = [NAMES[w], run.cell(t_h, ".0f"), run.cell(t_i, ".0f"), run.times(t_h, t_i)]
-        cells += [run.cell(c_h, ".2f"), run.cell(c_i, ".2f"), run.times(c_h, c_i)]
+        cells = [NAMES[w], *run.compared(runs, MODES, w, _throughput, ".0f")]
+        cells += run.compared(runs, MODES, w, _cpu, ".2f")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -1094,6 +1094,41 @@ def mode_median(
     return statistics.median(values) if values else None
 
 
+def mode_medians(
+    runs: list[dict[str, Any]],
+    modes: tuple[str, str],
+    w: str,
+    value: Callable[[dict[str, Any]], Any],
+) -> tuple[float | None, float | None]:
+    """``mode_median`` of both modes."""
+    first, second = (mode_median(runs, m, w, value) for m in modes)
+    return first, second
+
+
+def compared(
+    runs: list[dict[str, Any]],
+    modes: tuple[str, str],
+    w: str,
+    value: Callable[[dict[str, Any]], Any],
+    fmt: str,
+) -> list[str]:
+    """Table cells: the median of each mode, then the second as a multiple of the first."""
+    first, second = mode_medians(runs, modes, w, value)
+    return [cell(first, fmt), cell(second, fmt), times(first, second)]
+
+
+def modes_heading(title: str, meta: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
+    """The first lines of a two-mode table: its title, what ran, and the command."""
+    return [
+        f"# {title}",
+        "",
+        f"Commit {meta['git']['commit'][:7]}, {meta['machine']['cpus']} CPUs, "
+        f"{len(runs)} rounds (order alternating), {meta['duration']:g} s per workload, "
+        f"{meta['concurrency']} closed-loop clients. Command: `{meta['command']}`.",
+        "",
+    ]
+
+
 def cell(x: float | None, fmt: str) -> str:
     return format(x, fmt) if x is not None else "-"
 

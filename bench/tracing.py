@@ -104,13 +104,8 @@ async def one(cfg: run.Config, mode: str, workdir: Path) -> dict[str, Any]:
 
 
 def table(meta: dict[str, Any], runs: list[dict[str, Any]], workloads: str) -> str:
-    lines = [
-        "# Tracing off vs on (pyrestate)",
-        "",
-        f"Commit {meta['git']['commit'][:7]}, {meta['machine']['cpus']} CPUs, "
-        f"{len(runs)} rounds (order alternating), {meta['duration']:g} s per workload, "
-        f"{meta['concurrency']} closed-loop clients. Command: `{meta['command']}`.",
-        "",
+    lines = run.modes_heading("Tracing off vs on (pyrestate)", meta, runs)
+    lines += [
         "On: `RESTATE_TRACING_ENDPOINT=http://127.0.0.1:PORT` (OTLP/gRPC) to "
         "bench/otlp_sink.py in its own process at `nice -n 19` (a collector elsewhere: it "
         "uses the cores left idle; its CPU is the collector column); every span exported "
@@ -123,10 +118,9 @@ def table(meta: dict[str, Any], runs: list[dict[str, Any]], workloads: str) -> s
     ]
 
     for w in workloads:
-        t_off, t_on = (run.mode_median(runs, m, w, lambda r: r["throughput"]) for m in MODES)
-        cells = [NAMES[w], run.cell(t_off, ".0f"), run.cell(t_on, ".0f"), run.times(t_off, t_on)]
+        cells = [NAMES[w], *run.compared(runs, MODES, w, lambda r: r["throughput"], ".0f")]
         for party in ("server_cpu_ms", "service_cpu_ms"):
-            off, on = (run.mode_median(runs, m, w, lambda r, p=party: r[p]) for m in MODES)
+            off, on = run.mode_medians(runs, MODES, w, lambda r, p=party: r[p])
             cells.append(f"{run.cell(off, '.2f')} / {run.cell(on, '.2f')}")
         for key, fmt in (("collector_cpu_ms", ".3f"), ("spans_per_request", ".1f")):
             cells.append(run.cell(run.mode_median(runs, "on", w, lambda r, k=key: r.get(k)), fmt))
