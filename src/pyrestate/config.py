@@ -107,6 +107,7 @@ _SOURCES: dict[str, tuple[str, tuple[str, ...], tuple[tuple[str, ...], ...]]] = 
     ),
 }
 _PATHS = frozenset({"data_dir", "request_identity_private_key_pem_file"})
+_FLAGS = frozenset({"asgi_import", "tracing_journal_spans"})
 # Positive numbers, with the largest value that still makes sense.
 _NUMBERS: dict[str, tuple[type[int] | type[float], float]] = {
     "ingress_max_in_flight": (int, 10_000_000),
@@ -151,7 +152,7 @@ def load_settings(
             value = Path(value)
         elif name in _NUMBERS:
             value = _number(name, value)
-        elif name in ("asgi_import", "tracing_journal_spans"):
+        elif name in _FLAGS:
             value = _flag(name, value)
         elif name == "tracing_endpoint":
             value = str(value)
